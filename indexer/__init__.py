@@ -1,0 +1,1 @@
+"""Embedding, FAISS and lexical indexes, and hybrid retrieval (no database, no web here)."""

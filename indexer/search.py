@@ -1,0 +1,301 @@
+"""The hybrid index: dense vectors (FAISS) and BM25 over FAQ entries, fused per entry."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from indexer.embedding import Embedder, Vectors
+from indexer.lexical import LexicalIndex
+from indexer.tokenizer import Tokenizer
+from indexer.vectors import FaissIndex
+
+Mode = Literal["lexical", "dense", "hybrid"]
+MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class EntryDocs:
+    """What one entry contributes to the index."""
+
+    entry_id: int
+    language: str
+    # Each text gets its own vector; the entry's dense score is the best of them.
+    dense_texts: tuple[str, ...]
+    # One BM25 document per entry (title, phrasings and answer together).
+    lexical_text: str
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How the two rankings are combined (chosen by measurement, see README)."""
+
+    rrf_k: float = 60.0
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    # How many entries of each ranking enter the fusion.
+    depth: int = 50
+
+
+@dataclass
+class Hit:
+    """One entry in a ranking, with the evidence behind its place."""
+
+    entry_id: int
+    score: float
+    dense: float = math.nan  # best cosine among the entry's texts
+    lexical: float = 0.0  # BM25 score
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    matched_text: str = ""
+
+
+@dataclass
+class SearchResult:
+    """A ranking plus the query-level signals the confidence model uses."""
+
+    hits: list[Hit]
+    mode: Mode
+    query_terms: list[str] = field(default_factory=list)
+
+
+class HybridIndex:
+    """FAISS + BM25 over FAQ entries; thread-safe; saved to and loaded from a directory."""
+
+    FORMAT = 1
+
+    def __init__(
+        self, embedder: Embedder, tokenizer: Tokenizer, fusion: FusionConfig | None = None
+    ) -> None:
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.fusion = fusion or FusionConfig()
+        self._vectors = FaissIndex(embedder.dim)
+        self._lexical = LexicalIndex()
+        self._doc_entry: dict[int, int] = {}
+        self._doc_text: dict[int, str] = {}
+        self._entry_docs: dict[int, list[int]] = {}
+        self._entry_lang: dict[int, str] = {}
+        self._next_doc = 1
+        self._lock = threading.RLock()
+
+    # -- size ---------------------------------------------------------------------------
+    @property
+    def entry_count(self) -> int:
+        return len(self._entry_docs)
+
+    @property
+    def doc_count(self) -> int:
+        return len(self._doc_entry)
+
+    def entry_ids(self) -> set[int]:
+        """Ids of every indexed entry."""
+        with self._lock:
+            return set(self._entry_docs)
+
+    # -- writes -------------------------------------------------------------------------
+    def upsert(self, entries: list[EntryDocs]) -> None:
+        """Add entries or replace their texts (only new texts are embedded)."""
+        if not entries:
+            return
+        texts = [t for e in entries for t in e.dense_texts]
+        vecs = self.embedder.encode_passages(texts)
+        tokens = {e.entry_id: self.tokenizer.tokenize(e.lexical_text) for e in entries}
+        with self._lock:
+            self._remove_locked([e.entry_id for e in entries])
+            ids: list[int] = []
+            row = 0
+            for e in entries:
+                doc_ids = []
+                for text in e.dense_texts:
+                    doc_id = self._next_doc
+                    self._next_doc += 1
+                    self._doc_entry[doc_id] = e.entry_id
+                    self._doc_text[doc_id] = text
+                    doc_ids.append(doc_id)
+                    ids.append(doc_id)
+                    row += 1
+                self._entry_docs[e.entry_id] = doc_ids
+                self._entry_lang[e.entry_id] = e.language
+            self._vectors.add(np.asarray(ids, dtype=np.int64), vecs)
+            self._lexical.upsert(tokens)
+            self._lexical.prepare()
+
+    def remove(self, entry_ids: list[int]) -> None:
+        """Drop entries from the index (unknown ids are ignored)."""
+        with self._lock:
+            self._remove_locked(entry_ids)
+            self._lexical.prepare()
+
+    def _remove_locked(self, entry_ids: list[int]) -> None:
+        doc_ids: list[int] = []
+        for entry_id in entry_ids:
+            for doc_id in self._entry_docs.pop(entry_id, []):
+                doc_ids.append(doc_id)
+                del self._doc_entry[doc_id]
+                del self._doc_text[doc_id]
+            self._entry_lang.pop(entry_id, None)
+        self._vectors.remove(np.asarray(doc_ids, dtype=np.int64))
+        self._lexical.remove(list(entry_ids))
+
+    # -- reads --------------------------------------------------------------------------
+    def search(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        language: str | None = None,
+        mode: Mode = "hybrid",
+        query_vector: Vectors | None = None,
+    ) -> SearchResult:
+        """Rank entries for `text`, optionally only those in `language`."""
+        depth = max(k, self.fusion.depth)
+        terms = self.tokenizer.tokenize(text) if mode != "dense" else []
+        if mode != "lexical" and query_vector is None:
+            query_vector = self.embedder.encode_queries([text])[0]
+        with self._lock:
+            dense = self._dense_locked(query_vector, depth, language) if mode != "lexical" else []
+            lexical = self._lexical_locked(terms, depth, language) if mode != "dense" else []
+        if mode == "dense":
+            hits = dense
+        elif mode == "lexical":
+            hits = lexical
+        else:
+            hits = self._fuse(dense, lexical)
+        return SearchResult(hits=hits[:k], mode=mode, query_terms=terms)
+
+    def _dense_locked(self, qvec: Vectors | None, depth: int, language: str | None) -> list[Hit]:
+        assert qvec is not None
+        total = len(self._vectors)
+        if total == 0:
+            return []
+        # Entries have several texts and other languages may be filtered out: over-fetch,
+        # and fall back to every vector when that still leaves too few entries.
+        fetch = min(total, max(64, depth * 8))
+        while True:
+            scores, ids = self._vectors.search(qvec.reshape(1, -1), fetch)
+            best: dict[int, Hit] = {}
+            for score, doc_id in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+                if doc_id < 0:
+                    continue
+                entry_id = self._doc_entry[doc_id]
+                if language and self._entry_lang.get(entry_id) != language:
+                    continue
+                if entry_id not in best:  # FAISS returns best first
+                    best[entry_id] = Hit(
+                        entry_id, score, dense=score, matched_text=self._doc_text[doc_id]
+                    )
+            if len(best) >= depth or fetch >= total:
+                break
+            fetch = total
+        hits = sorted(best.values(), key=lambda h: -h.score)[:depth]
+        for rank, hit in enumerate(hits, 1):
+            hit.dense_rank = rank
+        return hits
+
+    def _lexical_locked(self, terms: list[str], depth: int, language: str | None) -> list[Hit]:
+        ids, scores = self._lexical.scores(terms)
+        if len(ids) == 0:
+            return []
+        if language:
+            mask = np.fromiter(
+                (self._entry_lang.get(int(i)) == language for i in ids), dtype=bool, count=len(ids)
+            )
+            ids, scores = ids[mask], scores[mask]
+        positive = scores > 0
+        ids, scores = ids[positive], scores[positive]
+        n = min(depth, len(ids))
+        if n == 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+        # Ties broken by id, so results are deterministic.
+        top = sorted(top.tolist(), key=lambda i: (-float(scores[i]), int(ids[i])))
+        return [
+            Hit(int(ids[i]), float(scores[i]), lexical=float(scores[i]), lexical_rank=rank)
+            for rank, i in enumerate(top, 1)
+        ]
+
+    def _fuse(self, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:
+        cfg = self.fusion
+        merged: dict[int, Hit] = {}
+        for hit in dense:
+            merged[hit.entry_id] = Hit(
+                hit.entry_id,
+                0.0,
+                dense=hit.dense,
+                dense_rank=hit.dense_rank,
+                matched_text=hit.matched_text,
+            )
+        for hit in lexical:
+            m = merged.setdefault(hit.entry_id, Hit(hit.entry_id, 0.0))
+            m.lexical, m.lexical_rank = hit.lexical, hit.lexical_rank
+        for m in merged.values():
+            if m.dense_rank is not None:
+                m.score += cfg.dense_weight / (cfg.rrf_k + m.dense_rank)
+            if m.lexical_rank is not None:
+                m.score += cfg.lexical_weight / (cfg.rrf_k + m.lexical_rank)
+        return sorted(merged.values(), key=lambda h: (-h.score, h.dense_rank or 10**9, h.entry_id))
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, directory: Path) -> dict[str, int]:
+        """Write the index files into `directory` (which must exist); return counts."""
+        with self._lock:
+            self._vectors.save(directory / "vectors.faiss")
+            with (directory / "docs.jsonl").open("w", encoding="utf-8") as fh:
+                for doc_id, entry_id in self._doc_entry.items():
+                    row = {"doc": doc_id, "entry": entry_id, "text": self._doc_text[doc_id]}
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            with (directory / "entries.jsonl").open("w", encoding="utf-8") as fh:
+                for entry_id, terms in self._lexical.items():
+                    row2 = {
+                        "entry": entry_id,
+                        "lang": self._entry_lang[entry_id],
+                        "docs": self._entry_docs[entry_id],
+                        "terms": terms,
+                    }
+                    fh.write(json.dumps(row2, ensure_ascii=False) + "\n")
+            return {
+                "entries": self.entry_count,
+                "docs": self.doc_count,
+                "vectors": len(self._vectors),
+                "next_doc": self._next_doc,
+            }
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        embedder: Embedder,
+        tokenizer: Tokenizer,
+        fusion: FusionConfig | None = None,
+    ) -> HybridIndex:
+        """Read an index written by `save`; raises ValueError when the files disagree."""
+        index = cls(embedder, tokenizer, fusion)
+        vectors = FaissIndex.load(directory / "vectors.faiss")
+        if vectors.dim != embedder.dim:
+            raise ValueError(f"index dimension {vectors.dim} != model dimension {embedder.dim}")
+        index._vectors = vectors
+        with (directory / "docs.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                index._doc_entry[row["doc"]] = row["entry"]
+                index._doc_text[row["doc"]] = row["text"]
+        lexical: dict[int, list[str]] = {}
+        with (directory / "entries.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                index._entry_lang[row["entry"]] = row["lang"]
+                index._entry_docs[row["entry"]] = list(row["docs"])
+                lexical[row["entry"]] = row["terms"]
+        index._lexical.upsert(lexical)
+        index._lexical.prepare()
+        if len(vectors) != len(index._doc_entry):
+            raise ValueError(f"{len(vectors)} vectors but {len(index._doc_entry)} documents")
+        index._next_doc = max(index._doc_entry, default=0) + 1
+        return index

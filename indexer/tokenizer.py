@@ -1,0 +1,102 @@
+"""Lexical analysis for BM25: Sudachi for Japanese, a stemmed word analyser for English."""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from typing import Any
+
+import Stemmer
+
+_JA = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005]")
+_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+
+# A short English stop list: function words that BM25's IDF would only partly discount and
+# that make "how do I ..." questions all look alike.
+_EN_STOP_TEXT = """
+a an the and or but if of to in on at by for with from as is are was were be been being do
+does did doing have has had i me my we our you your it its this that these those there here
+what which who whom how why when where can could should would will shall may might must am so
+than too very just not no
+"""
+EN_STOPWORDS = frozenset(_EN_STOP_TEXT.split())
+
+# Sudachi parts of speech that carry no topic: particles, auxiliaries, symbols, blanks.
+_JA_SKIP_POS = frozenset({"助詞", "助動詞", "補助記号", "空白", "記号"})
+# Light verbs and formal nouns (normalised forms) that appear in almost every question.
+JA_STOPWORDS = frozenset(
+    {
+        "為る",
+        "成る",
+        "居る",
+        "有る",
+        "御座る",
+        "致す",
+        "下さる",
+        "頂く",
+        "事",
+        "物",
+        "様",
+        "此れ",
+        "其れ",
+        "何",
+        "どう",
+        "ちゃう",
+        "の",
+        "ん",
+    }
+)
+
+
+class Tokenizer:
+    """Turns text into index terms; thread-safe (one Sudachi instance per thread)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._stemmer = Stemmer.Stemmer("english")
+
+    def _sudachi(self) -> Any:
+        tok = getattr(self._local, "sudachi", None)
+        if tok is None:
+            from sudachipy import Dictionary, SplitMode
+
+            tok = Dictionary(dict="core").tokenizer(mode=SplitMode.A)
+            self._local.sudachi = tok
+        return tok
+
+    def tokenize(self, text: str) -> list[str]:
+        """Index terms of `text`: Japanese runs by Sudachi (mode A, normalised forms)."""
+        text = unicodedata.normalize("NFKC", text).lower()
+        if not _JA.search(text):
+            return self._english(text)
+        terms: list[str] = []
+        # Sudachi's input limit is about 49 KB; FAQ texts are far below, but stay safe.
+        for chunk in _chunks(text, 8000):
+            for m in self._sudachi().tokenize(chunk):
+                pos = m.part_of_speech()[0]
+                if pos in _JA_SKIP_POS:
+                    continue
+                surface = m.surface()
+                if not _JA.search(surface):
+                    terms.extend(self._english(surface))
+                    continue
+                norm = m.normalized_form()
+                if norm not in JA_STOPWORDS:
+                    terms.append(norm)
+        return terms
+
+    def _english(self, text: str) -> list[str]:
+        words = [w for w in _WORD.findall(text) if w not in EN_STOPWORDS]
+        return [str(s) for s in self._stemmer.stemWords(words)]
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+@lru_cache(maxsize=1)
+def default_tokenizer() -> Tokenizer:
+    """A shared tokenizer (Sudachi's dictionary is loaded once per thread on first use)."""
+    return Tokenizer()

@@ -1,0 +1,113 @@
+"""Vector indexes behind one small interface: FAISS inner product and a NumPy reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from indexer.embedding import Vectors
+
+Ids = npt.NDArray[np.int64]
+
+
+class VectorIndex(Protocol):
+    """Inner-product search over L2-normalised vectors keyed by int64 ids."""
+
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: Ids, vectors: Vectors) -> None: ...
+
+    def remove(self, ids: Ids) -> int: ...
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class FaissIndex:
+    """Exact inner-product search (IndexFlatIP) with removable ids (IndexIDMap2).
+
+    Flat search is exact and, per MODELS.md, 0.25 ms for 10k vectors on one thread: an
+    approximate index would only pay off far beyond the size of any FAQ collection.
+    """
+
+    def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
+        self.dim = dim
+        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if len(ids) == 0:
+            return
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.shape != (len(ids), self.dim):
+            raise ValueError(f"expected {len(ids)} vectors of dimension {self.dim}")
+        self._index.add_with_ids(vecs, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: Ids) -> int:
+        if len(ids) == 0:
+            return 0
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        return int(self._index.remove_ids(selector))
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        k = min(k, len(self))
+        if k <= 0:
+            n = len(queries)
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> FaissIndex:
+        """Read an index written by `save`."""
+        index = faiss.read_index(str(path))
+        return cls(index.d, index)
+
+    def copy(self) -> FaissIndex:
+        """An independent copy (for building a new generation aside)."""
+        return FaissIndex(self.dim, faiss.clone_index(self._index))
+
+
+class NumpyIndex:
+    """Brute-force reference with the same contract; used to check FAISS in tests."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._vecs = np.zeros((0, dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        self._ids = np.concatenate([self._ids, ids.astype(np.int64)])
+        self._vecs = np.vstack([self._vecs, vectors.astype(np.float32)])
+
+    def remove(self, ids: Ids) -> int:
+        keep = ~np.isin(self._ids, ids)
+        removed = int((~keep).sum())
+        self._ids, self._vecs = self._ids[keep], self._vecs[keep]
+        return removed
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        k = min(k, len(self))
+        scores = queries.astype(np.float32) @ self._vecs.T
+        # Stable sort: ties keep insertion order, which is also what IndexFlatIP returns.
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), self._ids[order]
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as fh:
+            np.savez(fh, ids=self._ids, vecs=self._vecs)

@@ -1,0 +1,48 @@
+"""Domain errors; the API maps each to an HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, detail: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+
+class ContentError(DomainError):
+    """A content file cannot be loaded; the message names the file."""
+
+    code = "content_error"
+
+
+class IndexNotReady(DomainError):
+    code = "index_not_ready"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"

@@ -1,0 +1,226 @@
+"""Keeps the search index in step with the database (the source of truth)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from indexer.embedding import Embedder
+from indexer.search import EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
+from indexer.store import IndexStore, IndexUnusable, Manifest
+from indexer.tokenizer import Tokenizer
+from kb.db import session_scope
+from kb.errors import IndexNotReady
+from kb.faqs import phrasings_of
+from kb.models import EntryChange, EntryStatus, FaqEntry
+
+log = logging.getLogger(__name__)
+
+_MD_NOISE = re.compile(r"[#>*_`~|]+|!\[[^\]]*\]\([^)]*\)|\[([^\]]*)\]\([^)]*\)")
+
+
+@dataclass(frozen=True)
+class IndexRecipe:
+    """Which texts of an entry are indexed (decided by measurement; see README)."""
+
+    # Add the answer's first paragraph as one more dense text.
+    dense_answer: bool = False
+    # Add the answer to the BM25 document.
+    lexical_answer: bool = True
+
+    def key(self) -> str:
+        return json.dumps({"recipe": asdict(self), "tokenizer": 1}, sort_keys=True)
+
+
+def markdown_to_text(markdown: str) -> str:
+    """Plain text of a Markdown answer, good enough for indexing."""
+    return re.sub(r"\s+", " ", _MD_NOISE.sub(r"\1", markdown)).strip()
+
+
+def first_passage(markdown: str, limit: int = 400) -> str:
+    """The answer's first paragraph as plain text."""
+    for para in re.split(r"\n\s*\n", markdown.strip()):
+        text = markdown_to_text(para)
+        if text:
+            return text[:limit]
+    return ""
+
+
+def entry_docs(
+    entry_id: int,
+    language: str,
+    question: str,
+    answer: str,
+    phrasings: Sequence[str],
+    recipe: IndexRecipe,
+) -> EntryDocs:
+    """The texts one entry contributes to the index."""
+    dense = [question, *phrasings]
+    if recipe.dense_answer:
+        passage = first_passage(answer)
+        if passage:
+            dense.append(passage)
+    lexical = [question, *phrasings]
+    if recipe.lexical_answer:
+        lexical.append(markdown_to_text(answer))
+    return EntryDocs(entry_id, language, tuple(dict.fromkeys(dense)), "\n".join(lexical))
+
+
+def load_entry_docs(
+    session: Session, entry_ids: Sequence[int] | None, recipe: IndexRecipe
+) -> tuple[list[EntryDocs], list[int]]:
+    """Docs of the published entries among `entry_ids` (all when None), and the ids to drop."""
+    query = select(FaqEntry).where(FaqEntry.status == EntryStatus.published)
+    if entry_ids is not None:
+        query = query.where(FaqEntry.id.in_(list(entry_ids)))
+    entries = list(session.scalars(query.order_by(FaqEntry.id)))
+    phr = phrasings_of(session, [e.id for e in entries])
+    docs = []
+    for e in entries:
+        rev = e.current_revision
+        if rev is None:
+            continue
+        docs.append(entry_docs(e.id, e.language, rev.question, rev.answer, phr[e.id], recipe))
+    live = {d.entry_id for d in docs}
+    gone = [i for i in (entry_ids or []) if i not in live]
+    return docs, gone
+
+
+def _last_change_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(EntryChange.id))) or 0)
+
+
+class IndexManager:
+    """Owns the live index: loads or rebuilds it, follows the change feed, saves generations.
+
+    Searches read the current `HybridIndex` reference; a rebuild builds a new one aside and
+    swaps the reference, so serving never waits for a rebuild.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        tokenizer: Tokenizer,
+        index_dir: Path,
+        recipe: IndexRecipe | None = None,
+        fusion: FusionConfig | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.store = IndexStore(index_dir)
+        self.recipe = recipe or IndexRecipe()
+        self.fusion = fusion
+        self._index: HybridIndex | None = None
+        self._manifest: Manifest | None = None
+        self._last_change_id = 0
+        self._generation = 0
+        self._write_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    @property
+    def last_change_id(self) -> int:
+        return self._last_change_id
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def index_or_raise(self) -> HybridIndex:
+        """The live index, or IndexNotReady while none is loaded."""
+        index = self._index
+        if index is None:
+            raise IndexNotReady("the search index is not loaded yet")
+        return index
+
+    def open(self, factory: sessionmaker[Session]) -> str:
+        """Load the saved index (or rebuild it) and catch up with the change feed."""
+        try:
+            index, manifest = self.store.load(
+                self.embedder, self.tokenizer, recipe=self.recipe.key(), fusion=self.fusion
+            )
+        except IndexUnusable as exc:
+            log.info("rebuilding the index: %s", exc)
+            self.rebuild(factory)
+            return f"rebuilt ({exc})"
+        with self._write_lock:
+            self._index, self._manifest = index, manifest
+            self._last_change_id = manifest.last_change_id
+            self._generation = manifest.generation
+        applied = self.sync(factory)
+        return f"loaded generation {manifest.generation}, applied {applied} changes"
+
+    def rebuild(self, factory: sessionmaker[Session]) -> Manifest:
+        """Build a complete index from the database aside, save it, then swap it in."""
+        with self._write_lock:
+            with session_scope(factory) as session:
+                last = _last_change_id(session)
+                docs, _ = load_entry_docs(session, None, self.recipe)
+            index = HybridIndex(self.embedder, self.tokenizer, self.fusion)
+            index.upsert(docs)
+            return self._save_locked(index, last)
+
+    def sync(self, factory: sessionmaker[Session]) -> int:
+        """Apply changes recorded since the last sync; return how many entries changed."""
+        with self._write_lock:
+            index = self._index
+            if index is None:
+                return 0
+            with session_scope(factory) as session:
+                changed = sorted(
+                    set(
+                        session.scalars(
+                            select(EntryChange.entry_id).where(
+                                EntryChange.id > self._last_change_id
+                            )
+                        )
+                    )
+                )
+                last = _last_change_id(session)
+                if not changed:
+                    return 0
+                docs, gone = load_entry_docs(session, changed, self.recipe)
+            index.upsert(docs)
+            index.remove(gone)
+            self._save_locked(index, max(last, self._last_change_id))
+            return len(changed)
+
+    def _save_locked(self, index: HybridIndex, last_change_id: int) -> Manifest:
+        current = self.store.current_manifest()
+        generation = max(self._generation, current.generation if current else 0) + 1
+        manifest = self.store.save(
+            index, generation=generation, last_change_id=last_change_id, recipe=self.recipe.key()
+        )
+        self._index, self._manifest = index, manifest
+        self._last_change_id, self._generation = last_change_id, generation
+        return manifest
+
+    def search(
+        self, text: str, *, k: int, language: str | None, mode: Mode = "hybrid"
+    ) -> SearchResult:
+        """Search the live index."""
+        return self.index_or_raise().search(text, k=k, language=language, mode=mode)
+
+    def describe(self) -> dict[str, object]:
+        """Model, generation and counts of the live index."""
+        index = self._index
+        return {
+            "ready": index is not None,
+            "model": self.embedder.name,
+            "dim": self.embedder.dim,
+            "generation": self._generation,
+            "last_change_id": self._last_change_id,
+            "entries": index.entry_count if index else 0,
+            "texts": index.doc_count if index else 0,
+        }

@@ -1,0 +1,136 @@
+"""Suggest the FAQ that answers a post, with a confidence, or abstain."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from indexer.confidence import ConfidenceModel
+from kb.errors import InvalidInput
+from kb.faqs import entries_by_ids
+from kb.indexing import IndexManager
+from kb.models import EntryStatus, Suggestion
+from kb.text import LANGUAGES, detect_language, normalize_text
+
+
+@dataclass(frozen=True)
+class SuggestPolicy:
+    """Limits and the abstention threshold (from settings)."""
+
+    max_chars: int = 5000
+    max_k: int = 50
+    default_k: int = 5
+    threshold: float = 0.5
+    base_url: str = ""
+
+
+@dataclass
+class Candidate:
+    faq_id: int
+    slug: str
+    title: str
+    url: str
+    score: float
+    language: str
+    category: str
+
+
+@dataclass
+class SuggestOutcome:
+    """The answer to one post."""
+
+    candidates: list[Candidate]
+    confidence: float
+    abstained: bool
+    language: str
+    suggestion_id: int | None = None
+    latency_ms: float = 0.0
+    best: Candidate | None = field(default=None)
+
+
+def validate_post(text: str, lang: str | None, k: int | None, policy: SuggestPolicy) -> int:
+    """Check a suggest request; return the effective k. Raises InvalidInput."""
+    if not text or not text.strip():
+        raise InvalidInput("text must not be empty")
+    if len(text) > policy.max_chars:
+        raise InvalidInput(f"text is longer than {policy.max_chars} characters")
+    if lang is not None and lang not in LANGUAGES:
+        raise InvalidInput(f"lang must be one of {', '.join(LANGUAGES)}")
+    k = policy.default_k if k is None else k
+    if not 1 <= k <= policy.max_k:
+        raise InvalidInput(f"k must be between 1 and {policy.max_k}")
+    return k
+
+
+def article_url(base_url: str, slug: str) -> str:
+    """The public URL of an article."""
+    return f"{base_url.rstrip('/')}/faq/{slug}"
+
+
+def suggest(
+    session: Session,
+    index: IndexManager,
+    calibration: ConfidenceModel,
+    policy: SuggestPolicy,
+    *,
+    text: str,
+    lang: str | None = None,
+    k: int | None = None,
+    channel: str | None = None,
+    api_key_id: int | None = None,
+    record: bool = True,
+) -> SuggestOutcome:
+    """Rank FAQs for a post in its language, decide whether to abstain, and record it."""
+    started = time.perf_counter()
+    k = validate_post(text, lang, k, policy)
+    query = normalize_text(text)
+    language = lang or detect_language(query)
+    result = index.search(query, k=k, language=language)
+    confidence = calibration.confidence(result)
+    # The database is the truth: a hit whose entry was unpublished since is dropped.
+    entries = entries_by_ids(session, [h.entry_id for h in result.hits])
+    candidates = []
+    for hit in result.hits:
+        entry = entries.get(hit.entry_id)
+        if entry is None or entry.status != EntryStatus.published or not entry.current_revision:
+            continue
+        candidates.append(
+            Candidate(
+                faq_id=entry.id,
+                slug=entry.slug,
+                title=entry.current_revision.question,
+                url=article_url(policy.base_url, entry.slug),
+                score=round(hit.score, 6),
+                language=entry.language,
+                category=entry.category,
+            )
+        )
+    if candidates and candidates[0].faq_id != (result.hits[0].entry_id if result.hits else None):
+        confidence = 0.0  # the ranked winner vanished: do not vouch for the runner-up
+    abstained = not candidates or confidence < policy.threshold
+    outcome = SuggestOutcome(
+        candidates=candidates,
+        confidence=round(confidence, 4),
+        abstained=abstained,
+        language=language,
+        best=None if abstained else candidates[0],
+    )
+    outcome.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    if record:
+        row = Suggestion(
+            text=query,
+            language=language,
+            channel=channel,
+            candidates=[{"faq_id": c.faq_id, "score": c.score} for c in candidates],
+            best_faq_id=None if abstained else candidates[0].faq_id,
+            confidence=outcome.confidence,
+            abstained=abstained,
+            latency_ms=outcome.latency_ms,
+            api_key_id=api_key_id,
+        )
+        session.add(row)
+        session.flush()
+        outcome.suggestion_id = row.id
+    return outcome

@@ -1,0 +1,145 @@
+"""Shared fixtures: a real database per test (SQLite, or PostgreSQL when configured), the
+embedding model loaded once per session, and the real app through TestClient."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from api.settings import Settings
+from indexer.embedding import CachedEmbedder, load_embedder
+from kb.content import read_content_dir
+from kb.db import make_engine, make_session_factory, migrate, session_scope
+from kb.faqs import load_articles
+from kb.keys import create_key
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT_DIR = ROOT / "faq_content"
+PG_URL = os.environ.get("FAQLOOP_TEST_DATABASE_URL")
+TEST_MODEL = os.environ.get("FAQLOOP_TEST_EMBEDDING_MODEL", "multilingual-e5-small")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that touch the database are marked, so `make test` can run them again on PG.
+    for item in items:
+        if "db_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_report_header() -> list[str]:
+    db = make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else "SQLite"
+    return [f"faqloop tests: database {db}, embedding model {TEST_MODEL}"]
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Migrating once and copying the file keeps a fresh, real, migrated database per test cheap.
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, _sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database for this test only."""
+    if not PG_URL:
+        path = tmp_path / "faqloop.db"
+        shutil.copy(_sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    # One schema per test on the shared server: isolated, and dropped afterwards.
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_str = url.render_as_string(hide_password=False)
+    migrate(url_str)
+    try:
+        yield url_str
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def session_factory(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return Settings().models_dir
+
+
+@pytest.fixture(scope="session")
+def embedder(models_dir: Path) -> CachedEmbedder:
+    """The test model, loaded once; its passage cache makes each test's index build cheap."""
+    return load_embedder(TEST_MODEL, models_dir)
+
+
+@pytest.fixture(scope="session")
+def seed_articles() -> list:  # type: ignore[type-arg]
+    return read_content_dir(CONTENT_DIR)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, models_dir: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        embedding_model=TEST_MODEL,
+        models_dir=models_dir,
+        content_dir=CONTENT_DIR,
+        sync_interval=3600,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def seeded(session_factory: sessionmaker[Session], seed_articles: list) -> None:  # type: ignore[type-arg]
+    """The database holds the seed content."""
+    with session_scope(session_factory) as s:
+        load_articles(s, seed_articles, author="faq_content")
+
+
+@pytest.fixture
+def client(settings: Settings, embedder: CachedEmbedder, seeded: None) -> Iterator[TestClient]:
+    """The real app over the seeded database."""
+    with TestClient(create_app(settings, embedder=embedder)) as c:
+        yield c
+
+
+def _key(session_factory: sessionmaker[Session], role: str) -> str:
+    with session_scope(session_factory) as s:
+        _, secret = create_key(s, role=role, name=f"test {role}")
+    return secret
+
+
+@pytest.fixture
+def agent_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_key(session_factory, 'agent')}"}
+
+
+@pytest.fixture
+def editor_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_key(session_factory, 'editor')}"}

@@ -1,0 +1,154 @@
+"""Index contract: FAISS equals brute force; save then load gives the same results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.search import EntryDocs, HybridIndex
+from indexer.store import IndexStore, IndexUnusable
+from indexer.tokenizer import Tokenizer
+from indexer.vectors import FaissIndex, NumpyIndex
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    k=st.integers(1, 20),
+    seed=st.integers(0, 2**16),
+    n_removed=st.integers(0, 50),
+)
+def test_faiss_top_k_equals_brute_force(n: int, k: int, seed: int, n_removed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dim = 16
+    vecs = _unit(rng, n, dim)
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    faiss_index, ref = FaissIndex(dim), NumpyIndex(dim)
+    for index in (faiss_index, ref):
+        index.add(ids, vecs)
+    gone = ids[: min(n_removed, n - 1)]
+    assert faiss_index.remove(gone) == ref.remove(gone) == len(gone)
+    queries = _unit(rng, 5, dim)
+    fs, fi = faiss_index.search(queries, k)
+    rs, ri = ref.search(queries, k)
+    np.testing.assert_allclose(fs, rs, rtol=1e-5, atol=1e-5)
+    # Ids agree wherever scores are not tied.
+    for row in range(len(queries)):
+        for col in range(fs.shape[1]):
+            tied = np.isclose(rs[row], rs[row, col], atol=1e-6).sum() > 1
+            if not tied:
+                assert fi[row, col] == ri[row, col]
+
+
+def test_faiss_save_load_same_results(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    index = FaissIndex(32)
+    index.add(np.arange(100, 200, dtype=np.int64), _unit(rng, 100, 32))
+    index.save(tmp_path / "v.faiss")
+    loaded = FaissIndex.load(tmp_path / "v.faiss")
+    q = _unit(rng, 3, 32)
+    for a, b in zip(index.search(q, 10), loaded.search(q, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class HashEmbedder:
+    """A deterministic embedder for index-mechanics tests (not for retrieval quality)."""
+
+    name = "test-hash"
+    dim = 32
+
+    def _vec(self, text: str) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash(("seed", text))) % 2**32)
+        v = rng.standard_normal(self.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim))
+
+    encode_passages = encode_queries
+
+
+DOCS = [
+    EntryDocs(1, "en", ("How do I reset my password?", "forgot password"), "reset password"),
+    EntryDocs(2, "en", ("Activate eSIM on iPhone",), "activate esim iphone settings"),
+    EntryDocs(3, "ja", ("パスワードを忘れました",), "パスワード 再設定 ログイン"),
+    EntryDocs(4, "ja", ("eSIMの開通方法",), "eSIM 開通 設定 QRコード"),
+]
+
+
+@pytest.fixture
+def hybrid() -> HybridIndex:
+    index = HybridIndex(HashEmbedder(), Tokenizer())
+    index.upsert(DOCS)
+    return index
+
+
+def _ranking(index: HybridIndex, text: str, **kw: object) -> list[tuple[int, float]]:
+    return [(h.entry_id, round(h.score, 6)) for h in index.search(text, k=4, **kw).hits]  # type: ignore[arg-type]
+
+
+def test_hybrid_save_load_same_results(hybrid: HybridIndex, tmp_path: Path) -> None:
+    store = IndexStore(tmp_path / "index")
+    store.save(hybrid, generation=1, last_change_id=9, recipe="r")
+    loaded, manifest = store.load(HashEmbedder(), Tokenizer(), recipe="r")
+    assert manifest.generation == 1 and manifest.last_change_id == 9
+    assert manifest.entries == 4 and manifest.docs == 5
+    for text in ("forgot password", "パスワード 再設定", "esim"):
+        for mode in ("dense", "lexical", "hybrid"):
+            assert _ranking(loaded, text, mode=mode) == _ranking(hybrid, text, mode=mode)
+
+
+def test_language_filter_and_removal(hybrid: HybridIndex) -> None:
+    assert {h.entry_id for h in hybrid.search("パスワード", k=4, language="ja").hits} <= {3, 4}
+    assert hybrid.search("パスワード", k=4, mode="lexical").hits[0].entry_id == 3
+    hybrid.remove([3])
+    assert 3 not in {h.entry_id for h in hybrid.search("パスワード", k=4).hits}
+    assert hybrid.entry_count == 3 and hybrid.doc_count == 4
+
+
+def test_upsert_replaces_texts(hybrid: HybridIndex) -> None:
+    hybrid.upsert([EntryDocs(2, "en", ("Roaming charges abroad",), "roaming abroad charges")])
+    assert hybrid.search("roaming", k=1, mode="lexical").hits[0].entry_id == 2
+    assert hybrid.search("esim", k=4, mode="lexical", language="en").hits == []
+    assert hybrid.doc_count == 5 and hybrid.entry_count == 4
+
+
+def test_store_rejects_corrupt_or_foreign_index(hybrid: HybridIndex, tmp_path: Path) -> None:
+    store = IndexStore(tmp_path / "index")
+    store.save(hybrid, generation=3, last_change_id=1, recipe="r")
+    with pytest.raises(IndexUnusable, match="other indexing settings"):
+        store.load(HashEmbedder(), Tokenizer(), recipe="other")
+
+    class OtherModel(HashEmbedder):
+        name = "another-model"
+
+    with pytest.raises(IndexUnusable, match="built with model"):
+        store.load(OtherModel(), Tokenizer(), recipe="r")
+    vectors = tmp_path / "index" / "gen-00000003" / "vectors.faiss"
+    vectors.write_bytes(vectors.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(IndexUnusable, match="corrupt"):
+        store.load(HashEmbedder(), Tokenizer(), recipe="r")
+
+
+def test_store_keeps_previous_generation_when_pointer_is_old(
+    hybrid: HybridIndex, tmp_path: Path
+) -> None:
+    store = IndexStore(tmp_path / "index", keep=2)
+    for gen in (1, 2, 3):
+        store.save(hybrid, generation=gen, last_change_id=gen, recipe="r")
+    gens = sorted(p.name for p in (tmp_path / "index").glob("gen-*"))
+    assert gens == ["gen-00000002", "gen-00000003"]
+    assert (tmp_path / "index" / "CURRENT").read_text().strip() == "gen-00000003"
+    # A crashed writer's leftovers are not mistaken for a generation.
+    (tmp_path / "index" / ".gen-00000004.tmp-1-1").mkdir()
+    _, manifest = store.load(HashEmbedder(), Tokenizer(), recipe="r")
+    assert manifest.generation == 3
