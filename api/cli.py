@@ -40,6 +40,9 @@ def settings() -> Settings:
     except ValidationError as exc:
         raise fail(f"invalid configuration: {exc}") from exc
     logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Libraries' own INFO chatter (FAISS loader, model loading, alembic plugins) is noise here.
+    for name in ("faiss", "sentence_transformers", "alembic.runtime.plugins", "bm25s", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return s
 
 
@@ -109,11 +112,27 @@ def load_content(
 
 
 @app.command()
-def reindex() -> None:
+def reindex(
+    if_needed: Annotated[
+        bool,
+        typer.Option(
+            "--if-needed",
+            help="Keep a valid saved index and only apply recent changes; rebuild otherwise.",
+        ),
+    ] = False,
+) -> None:
     """Rebuild the search index from the database and save it as a new generation."""
     s = settings()
     services = _services(s)
     try:
+        if if_needed:
+            outcome = services.index.open(services.session_factory)
+            info = services.index.describe()
+            typer.echo(
+                f"index generation {info['generation']}: {info['entries']} entries, "
+                f"{info['texts']} texts, model {info['model']} ({outcome})"
+            )
+            return
         manifest = services.index.rebuild(services.session_factory)
     finally:
         services.close()
@@ -186,6 +205,132 @@ def serve(
         raise fail(str(exc)) from exc
     application = create_app(s, load_in_background=True)
     uvicorn.run(application, host=host or s.host, port=port or s.port, log_level="info")
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Folder with faqs.jsonl and queries.jsonl.")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Recall@1/5/10, MRR@10, nDCG@10 and latency for lexical, dense and hybrid retrieval."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    from indexer.embedding import ModelNotFound, load_embedder
+    from indexer.tokenizer import default_tokenizer
+    from kb.evaluation import (
+        DatasetError,
+        build_index,
+        evaluate,
+        load_dataset,
+        save_temp_index,
+    )
+
+    s = settings()
+    try:
+        data = load_dataset(dataset)
+        embedder = load_embedder(s.embedding_model, s.models_dir)
+    except (DatasetError, ModelNotFound) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(
+        f"{data.name}: {len(data.faqs)} FAQs, {len(data.queries)} queries, model {embedder.name}",
+        err=True,
+    )
+    index, ids = build_index(data, embedder, default_tokenizer())
+    with tempfile.TemporaryDirectory(prefix="faqloop-eval-") as tmp:
+        save_temp_index(index, Path(tmp))
+    with tqdm(total=len(data.queries) * 4, desc="queries", unit="q", file=sys.stderr) as bar:
+        reports = evaluate(data, index, ids, progress=bar.update)
+    cols = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "p50_ms", "p95_ms")
+    typer.echo(f"{'mode':<8}" + "".join(f"{c:>11}" for c in cols))
+    for mode, rep in reports.items():
+        typer.echo(f"{mode:<8}" + "".join(f"{rep.metrics[c]:>11.3f}" for c in cols))
+    if json_out:
+        body = {
+            "dataset": data.name,
+            "model": embedder.name,
+            "queries": len(data.queries),
+            "faqs": len(data.faqs),
+            "modes": {m: {c: round(r.metrics[c], 4) for c in cols} for m, r in reports.items()},
+        }
+        json_out.write_text(json.dumps(body, indent=2) + "\n")
+
+
+@app.command()
+def calibrate(
+    datasets: Annotated[list[Path], typer.Argument(help="Data set folders to fit on.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the model.")],
+    target_precision: Annotated[float, typer.Option(help="Precision the threshold keeps.")] = 0.9,
+    gap_weight: Annotated[
+        float, typer.Option(help="Weight of left-out-answer (content gap) rankings.")
+    ] = 0.25,
+) -> None:
+    """Fit the confidence model on hybrid rankings of several data sets (pooled).
+
+    The threshold is the lowest confidence at which the first data set's answered
+    suggestions are still at least `target_precision` right (pass the English set first);
+    the others' figures are printed for comparison.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from indexer.confidence import FEATURES, ConfidenceModel
+    from indexer.embedding import ModelNotFound, load_embedder
+    from indexer.tokenizer import default_tokenizer
+    from kb.evaluation import (
+        DatasetError,
+        build_index,
+        confidence_of,
+        evaluate,
+        fit_confidence,
+        load_dataset,
+        threshold_for_precision,
+    )
+
+    s = settings()
+    try:
+        data = [load_dataset(d) for d in datasets]
+        embedder = load_embedder(s.embedding_model, s.models_dir)
+    except (DatasetError, ModelNotFound) as exc:
+        raise fail(str(exc)) from exc
+    per_set = {}
+    gaps = []
+    for d in data:
+        index, ids = build_index(d, embedder, default_tokenizer())
+        with tqdm(total=len(d.queries) * 2, desc=d.name, unit="q", file=sys.stderr) as bar:
+            report = evaluate(d, index, ids, modes=("hybrid",), progress=bar.update)["hybrid"]
+        per_set[d.name] = report.samples
+        gaps += report.gaps
+    pooled = [x for samples in per_set.values() for x in samples]
+    names = ", ".join(f"{n} ({len(v)})" for n, v in per_set.items())
+    model = fit_confidence(
+        pooled,
+        gaps=gaps,
+        gap_weight=gap_weight,
+        model=embedder.name,
+        fitted_on=f"{names}; content gaps weighted {gap_weight}",
+        names=FEATURES,
+        target_precision=target_precision,
+    )
+    thresholds = []
+    for name, samples in per_set.items():
+        conf = np.array([confidence_of(model, f) for f, _ in samples])
+        right = np.array([ok for _, ok in samples])
+        t = threshold_for_precision(conf, right, target_precision)
+        thresholds.append(t)
+        typer.echo(f"{name}: threshold for precision {target_precision}: {t:.3f}")
+    model = ConfidenceModel(
+        model=model.model,
+        weights=model.weights,
+        bias=model.bias,
+        threshold=round(thresholds[0], 4),
+        fitted_on=model.fitted_on,
+    )
+    model.save(output)
+    typer.echo(f"confidence model written to {output} (threshold {model.threshold})")
 
 
 @keys_app.command("create")

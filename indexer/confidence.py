@@ -9,7 +9,7 @@ from pathlib import Path
 
 from indexer.search import SearchResult
 
-FEATURES = ("dense_top", "dense_margin", "lexical_agree", "lexical_top")
+FEATURES = ("dense_top", "dense_margin", "lexical_agree", "lexical_top", "coverage")
 
 
 def features(result: SearchResult) -> dict[str, float]:
@@ -18,10 +18,13 @@ def features(result: SearchResult) -> dict[str, float]:
     if not hits:
         return dict.fromkeys(FEATURES, 0.0)
     top = hits[0]
-    dense_scores = sorted((h.dense for h in hits if not math.isnan(h.dense)), reverse=True)
     top_dense = 0.0 if math.isnan(top.dense) else top.dense
-    others = [s for h in hits[1:] if not math.isnan(s := h.dense)]
-    second = max(others) if others else (dense_scores[1] if len(dense_scores) > 1 else 0.0)
+    # The margin is taken to the best entry with a different matched text: entries that
+    # share a question (several answers to one question) are not competitors.
+    others = [
+        h.dense for h in hits[1:] if not math.isnan(h.dense) and h.matched_text != top.matched_text
+    ]
+    second = max(others) if others else top_dense
     lex = [h.lexical for h in hits if h.lexical > 0]
     lex_max = max(lex) if lex else 0.0
     return {
@@ -30,6 +33,7 @@ def features(result: SearchResult) -> dict[str, float]:
         "lexical_agree": 1.0 if top.lexical_rank == 1 else 0.0,
         # The top hit's BM25 relative to the best BM25 (1 when it is the lexical winner).
         "lexical_top": (top.lexical / lex_max) if lex_max > 0 else 0.0,
+        "coverage": top.coverage,
     }
 
 

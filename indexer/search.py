@@ -34,11 +34,18 @@ class EntryDocs:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """How the two rankings are combined (chosen by measurement, see README)."""
+    """How the two rankings are combined (chosen by measurement, see README).
 
+    "rrf": weighted reciprocal-rank fusion. "linear": the dense cosine plus
+    `lexical_weight` times the BM25 score relative to the query's best BM25 score.
+    """
+
+    method: Literal["rrf", "linear"] = "linear"
     rrf_k: float = 60.0
     dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    # Measured on StackFAQ and JSTS (README): lexical evidence as a tie-breaker between
+    # close cosines helps; a larger weight lets word overlap override meaning.
+    lexical_weight: float = 0.02
     # How many entries of each ranking enter the fusion.
     depth: int = 50
 
@@ -54,6 +61,8 @@ class Hit:
     dense_rank: int | None = None
     lexical_rank: int | None = None
     matched_text: str = ""
+    # Share of the query's distinct terms found in the entry's text (absolute lexical evidence).
+    coverage: float = 0.0
 
 
 @dataclass
@@ -168,7 +177,15 @@ class HybridIndex:
             hits = lexical
         else:
             hits = self._fuse(dense, lexical)
-        return SearchResult(hits=hits[:k], mode=mode, query_terms=terms)
+        hits = hits[:k]
+        if terms:
+            wanted = set(terms)
+            with self._lock:
+                for hit in hits:
+                    if hit.entry_id in self._entry_docs:
+                        have = wanted.intersection(self._lexical.tokens(hit.entry_id))
+                        hit.coverage = len(have) / len(wanted)
+        return SearchResult(hits=hits, mode=mode, query_terms=terms)
 
     def _dense_locked(self, qvec: Vectors | None, depth: int, language: str | None) -> list[Hit]:
         assert qvec is not None
@@ -235,11 +252,19 @@ class HybridIndex:
         for hit in lexical:
             m = merged.setdefault(hit.entry_id, Hit(hit.entry_id, 0.0))
             m.lexical, m.lexical_rank = hit.lexical, hit.lexical_rank
-        for m in merged.values():
-            if m.dense_rank is not None:
-                m.score += cfg.dense_weight / (cfg.rrf_k + m.dense_rank)
-            if m.lexical_rank is not None:
-                m.score += cfg.lexical_weight / (cfg.rrf_k + m.lexical_rank)
+        if cfg.method == "linear":
+            # An entry outside the dense list scores at most the list's lowest cosine.
+            floor = min((h.dense for h in dense), default=0.0)
+            top_lex = max((h.lexical for h in lexical), default=0.0) or 1.0
+            for m in merged.values():
+                cos = m.dense if m.dense_rank is not None else floor
+                m.score = cfg.dense_weight * cos + cfg.lexical_weight * m.lexical / top_lex
+        else:
+            for m in merged.values():
+                if m.dense_rank is not None:
+                    m.score += cfg.dense_weight / (cfg.rrf_k + m.dense_rank)
+                if m.lexical_rank is not None:
+                    m.score += cfg.lexical_weight / (cfg.rrf_k + m.lexical_rank)
         return sorted(merged.values(), key=lambda h: (-h.score, h.dense_rank or 10**9, h.entry_id))
 
     # -- persistence --------------------------------------------------------------------

@@ -47,7 +47,10 @@ def record_change(session: Session, entry_id: int) -> None:
 def get_entry_or_raise(session: Session, entry_id: int) -> FaqEntry:
     """The entry with its phrasings, or NotFound."""
     entry = session.scalar(
-        select(FaqEntry).where(FaqEntry.id == entry_id).options(selectinload(FaqEntry.phrasings))
+        select(FaqEntry)
+        .where(FaqEntry.id == entry_id)
+        .options(selectinload(FaqEntry.phrasings))
+        .execution_options(populate_existing=True)  # phrasings may have changed this session
     )
     if entry is None:
         raise NotFound(f"FAQ {entry_id} not found")
@@ -57,7 +60,10 @@ def get_entry_or_raise(session: Session, entry_id: int) -> FaqEntry:
 def get_entry_by_slug(session: Session, slug: str) -> FaqEntry | None:
     """The entry with this slug, if any."""
     return session.scalar(
-        select(FaqEntry).where(FaqEntry.slug == slug).options(selectinload(FaqEntry.phrasings))
+        select(FaqEntry)
+        .where(FaqEntry.slug == slug)
+        .options(selectinload(FaqEntry.phrasings))
+        .execution_options(populate_existing=True)
     )
 
 

