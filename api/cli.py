@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from api.settings import Settings
 from kb import errors
 
+# Mirrors indexer.confidence.DEFAULT_FEATURES without importing numpy-heavy modules at start.
+DEFAULT_FEATURES_CLI = ("dense_top", "dense_margin", "coverage")
+
 app = typer.Typer(
     help="faqloop: FAQ suggestions for support replies, and the loop that improves the FAQ.",
     no_args_is_help=True,
@@ -261,76 +264,97 @@ def eval_cmd(
 
 @app.command()
 def calibrate(
-    datasets: Annotated[list[Path], typer.Argument(help="Data set folders to fit on.")],
+    datasets: Annotated[
+        list[Path], typer.Argument(help="Data set folders; the English one first.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the model.")],
+    chatter: Annotated[
+        Path | None,
+        typer.Option(help="Off-topic posts, one a line (default: the shipped list)."),
+    ] = None,
     target_precision: Annotated[float, typer.Option(help="Precision the threshold keeps.")] = 0.9,
     gap_weight: Annotated[
-        float, typer.Option(help="Weight of left-out-answer (content gap) rankings.")
+        float, typer.Option(help="Weight of content-gap rankings (vs answerable posts).")
     ] = 0.25,
+    off_topic_weight: Annotated[
+        float, typer.Option(help="Weight of off-topic posts (vs answerable posts).")
+    ] = 0.5,
+    features: Annotated[
+        str, typer.Option(help="Comma-separated features (see indexer/confidence.py).")
+    ] = ",".join(DEFAULT_FEATURES_CLI),
 ) -> None:
-    """Fit the confidence model on hybrid rankings of several data sets (pooled).
+    """Fit the confidence model and its abstention threshold (see README, "Confidence").
 
-    The threshold is the lowest confidence at which the first data set's answered
-    suggestions are still at least `target_precision` right (pass the English set first);
-    the others' figures are printed for comparison.
+    Positives: the data sets' queries. Negatives: the same queries with their answers left
+    out (content gaps) and off-topic posts against the content folder; every other
+    off-topic line is held out to check the threshold.
     """
-    import numpy as np
     from tqdm import tqdm
 
-    from indexer.confidence import FEATURES, ConfidenceModel
+    from indexer.confidence import CALIBRATION_DIR, FEATURES
     from indexer.embedding import ModelNotFound, load_embedder
     from indexer.tokenizer import default_tokenizer
+    from kb.content import read_content_dir
     from kb.evaluation import (
         DatasetError,
         build_index,
-        confidence_of,
+        chatter_features,
+        content_index,
         evaluate,
-        fit_confidence,
         load_dataset,
-        threshold_for_precision,
+        read_lines,
     )
+    from kb.evaluation import (
+        calibrate as run_calibration,
+    )
+    from kb.indexing import IndexRecipe
 
+    names = tuple(n.strip() for n in features.split(",") if n.strip())
+    unknown = set(names) - set(FEATURES)
+    if unknown or not names:
+        raise fail(f"unknown features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
     s = settings()
     try:
         data = [load_dataset(d) for d in datasets]
         embedder = load_embedder(s.embedding_model, s.models_dir)
-    except (DatasetError, ModelNotFound) as exc:
+        posts = read_lines(chatter or CALIBRATION_DIR / "chatter.txt")
+        with domain_errors():
+            articles = read_content_dir(s.content_dir)
+    except (DatasetError, ModelNotFound, OSError) as exc:
         raise fail(str(exc)) from exc
+    tokenizer = default_tokenizer()
     per_set = {}
-    gaps = []
     for d in data:
-        index, ids = build_index(d, embedder, default_tokenizer())
+        index, ids = build_index(d, embedder, tokenizer)
         with tqdm(total=len(d.queries) * 2, desc=d.name, unit="q", file=sys.stderr) as bar:
-            report = evaluate(d, index, ids, modes=("hybrid",), progress=bar.update)["hybrid"]
-        per_set[d.name] = report.samples
-        gaps += report.gaps
-    pooled = [x for samples in per_set.values() for x in samples]
-    names = ", ".join(f"{n} ({len(v)})" for n, v in per_set.items())
-    model = fit_confidence(
-        pooled,
-        gaps=gaps,
+            per_set[d.name] = evaluate(d, index, ids, modes=("hybrid",), progress=bar.update)[
+                "hybrid"
+            ]
+    seed = content_index(articles, embedder, tokenizer, IndexRecipe())
+    chat = chatter_features(seed, posts)
+    result = run_calibration(
+        per_set,
+        chat[0::2],
+        chat[1::2],
+        model_name=embedder.name,
+        names=names,
         gap_weight=gap_weight,
-        model=embedder.name,
-        fitted_on=f"{names}; content gaps weighted {gap_weight}",
-        names=FEATURES,
+        off_topic_weight=off_topic_weight,
         target_precision=target_precision,
     )
-    thresholds = []
-    for name, samples in per_set.items():
-        conf = np.array([confidence_of(model, f) for f, _ in samples])
-        right = np.array([ok for _, ok in samples])
-        t = threshold_for_precision(conf, right, target_precision)
-        thresholds.append(t)
-        typer.echo(f"{name}: threshold for precision {target_precision}: {t:.3f}")
-    model = ConfidenceModel(
-        model=model.model,
-        weights=model.weights,
-        bias=model.bias,
-        threshold=round(thresholds[0], 4),
-        fitted_on=model.fitted_on,
+    for name, t in result.per_set_threshold.items():
+        typer.echo(f"{name}: lowest threshold with precision >= {target_precision}: {t:.3f}")
+    typer.echo(
+        f"off-topic posts: threshold {result.chatter_threshold:.3f} abstains on "
+        f"{result.chatter_fit_abstain:.1%} (fit half), {result.chatter_heldout_abstain:.1%} "
+        "(held-out half)"
     )
-    model.save(output)
-    typer.echo(f"confidence model written to {output} (threshold {model.threshold})")
+    typer.echo(f"precision/coverage on {data[0].name} (hybrid):")
+    typer.echo(f"{'threshold':>10}{'coverage':>10}{'precision':>11}")
+    for t, cov, prec in result.curve:
+        typer.echo(f"{t:>10.3f}{cov:>10.3f}{prec:>11.3f}")
+    result.model.save(output)
+    typer.echo(f"confidence model written to {output} (threshold {result.model.threshold})")
 
 
 @keys_app.command("create")
@@ -400,4 +424,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

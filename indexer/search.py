@@ -45,7 +45,7 @@ class FusionConfig:
     dense_weight: float = 1.0
     # Measured on StackFAQ and JSTS (README): lexical evidence as a tie-breaker between
     # close cosines helps; a larger weight lets word overlap override meaning.
-    lexical_weight: float = 0.02
+    lexical_weight: float = 0.05
     # How many entries of each ranking enter the fusion.
     depth: int = 50
 
@@ -72,6 +72,9 @@ class SearchResult:
     hits: list[Hit]
     mode: Mode
     query_terms: list[str] = field(default_factory=list)
+    # Median cosine of the dense candidates: how similar the query is to "anything" here.
+    # Off-topic posts sit close to everything (embedding anisotropy) with no clear peak.
+    dense_background: float = math.nan
 
 
 class HybridIndex:
@@ -177,6 +180,7 @@ class HybridIndex:
             hits = lexical
         else:
             hits = self._fuse(dense, lexical)
+        background = float(np.median([h.dense for h in dense])) if len(dense) >= 5 else math.nan
         hits = hits[:k]
         if terms:
             wanted = set(terms)
@@ -185,7 +189,7 @@ class HybridIndex:
                     if hit.entry_id in self._entry_docs:
                         have = wanted.intersection(self._lexical.tokens(hit.entry_id))
                         hit.coverage = len(have) / len(wanted)
-        return SearchResult(hits=hits, mode=mode, query_terms=terms)
+        return SearchResult(hits=hits, mode=mode, query_terms=terms, dense_background=background)
 
     def _dense_locked(self, qvec: Vectors | None, depth: int, language: str | None) -> list[Hit]:
         assert qvec is not None
@@ -230,12 +234,12 @@ class HybridIndex:
         n = min(depth, len(ids))
         if n == 0:
             return []
-        top = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+        part = np.argpartition(-scores, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
         # Ties broken by id, so results are deterministic.
-        top = sorted(top.tolist(), key=lambda i: (-float(scores[i]), int(ids[i])))
+        order = sorted(part.tolist(), key=lambda i: (-float(scores[i]), int(ids[i])))
         return [
             Hit(int(ids[i]), float(scores[i]), lexical=float(scores[i]), lexical_rank=rank)
-            for rank, i in enumerate(top, 1)
+            for rank, i in enumerate(order, 1)
         ]
 
     def _fuse(self, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:

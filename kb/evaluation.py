@@ -172,11 +172,17 @@ def evaluate(
             ranked = [ids[h.entry_id] for h in result.hits]
             for name, value in score_ranking(ranked[:10], q).items():
                 totals[name] = totals.get(name, 0.0) + value
-            top10 = SearchResult(result.hits[:10], result.mode, result.query_terms)
+            top10 = SearchResult(
+                result.hits[:10], result.mode, result.query_terms, result.dense_background
+            )
             samples.append((features(top10), bool(ranked) and ranked[0] in q.relevant))
             relevant = set(q.relevant)
             rest = [h for h in result.hits if ids[h.entry_id] not in relevant][:10]
-            gaps.append(features(SearchResult(rest, result.mode, result.query_terms)))
+            gaps.append(
+                features(
+                    SearchResult(rest, result.mode, result.query_terms, result.dense_background)
+                )
+            )
             if progress:
                 progress(1)
         n = len(dataset.queries)
@@ -195,18 +201,22 @@ def fit_confidence(
     names: tuple[str, ...],
     gaps: list[dict[str, float]] | None = None,
     gap_weight: float = 0.25,
+    off_topic: list[dict[str, float]] | None = None,
+    off_topic_weight: float = 0.25,
     target_precision: float = 0.9,
     l2: float = 1e-3,
 ) -> ConfidenceModel:
     """Weighted logistic regression (Newton's method) of "top-1 is right" on ranking features.
 
-    `gaps` are rankings of posts whose answer is missing (always wrong); `gap_weight` is
-    their share relative to answerable posts, a prior for how often posts hit a gap.
+    `gaps` are rankings of posts whose answer is missing, `off_topic` of posts that are no
+    question at all (both always wrong); each weight is that group's share relative to the
+    answerable posts, a prior for how often such posts arrive.
     """
     rows = [(f, 1.0 if ok else 0.0, 1.0) for f, ok in samples]
-    if gaps:
-        weight = gap_weight * len(samples) / len(gaps)
-        rows += [(f, 0.0, weight) for f in gaps]
+    for group, share in ((gaps, gap_weight), (off_topic, off_topic_weight)):
+        if group:
+            weight = share * len(samples) / len(group)
+            rows += [(f, 0.0, weight) for f in group]
     x = np.array([[f[n] for n in names] for f, _, _ in rows], dtype=np.float64)
     y = np.array([label for _, label, _ in rows])
     sw = np.array([w for _, _, w in rows])
@@ -226,7 +236,7 @@ def fit_confidence(
         bias=round(float(w[-1]), 4),
         fitted_on=fitted_on,
     )
-    conf = np.array([_conf(fitted, f) for f, _ in samples])
+    conf = np.array([_conf(fitted, {n: f[n] for n in names}) for f, _ in samples])
     right = np.array([ok for _, ok in samples], dtype=bool)
     threshold = threshold_for_precision(conf, right, target_precision)
     return ConfidenceModel(
@@ -239,7 +249,7 @@ def fit_confidence(
 
 
 def _conf(model: ConfidenceModel, f: dict[str, float]) -> float:
-    z = model.bias + sum(model.weights.get(n, 0.0) * f[n] for n in f)
+    z = model.bias + sum(w * f[n] for n, w in model.weights.items())
     return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
 
 
@@ -275,3 +285,108 @@ def precision_coverage(
 def save_temp_index(index: HybridIndex, data_dir: Path) -> None:
     """Persist the evaluation index under a (temporary) data directory, as the service does."""
     IndexStore(data_dir / "index").save(index, generation=1, last_change_id=0, recipe="eval")
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty, non-comment lines of a text file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+def content_index(
+    articles: list[Any], embedder: Embedder, tokenizer: Tokenizer, recipe: IndexRecipe
+) -> HybridIndex:
+    """An in-memory index of content articles (as the service indexes them)."""
+    index = HybridIndex(embedder, tokenizer)
+    index.upsert(
+        [
+            entry_docs(n, a.language, a.question, a.answer, list(a.questions), recipe)
+            for n, a in enumerate(articles, 1)
+        ]
+    )
+    return index
+
+
+def chatter_features(index: HybridIndex, posts: list[str]) -> list[dict[str, float]]:
+    """Ranking features of off-topic posts against a content index (each is a wrong answer)."""
+    from kb.text import clean_post
+
+    out = []
+    for post in posts:
+        text = clean_post(post)
+        out.append(features(index.search(text, k=10, language=detect_language(text))))
+    return out
+
+
+@dataclass
+class Calibration:
+    model: ConfidenceModel
+    per_set_threshold: dict[str, float]
+    chatter_threshold: float
+    chatter_fit_abstain: float
+    chatter_heldout_abstain: float
+    curve: list[tuple[float, float, float]]
+
+
+def calibrate(
+    per_set: dict[str, ModeReport],
+    chatter_fit: list[dict[str, float]],
+    chatter_heldout: list[dict[str, float]],
+    *,
+    model_name: str,
+    names: tuple[str, ...],
+    gap_weight: float = 0.25,
+    off_topic_weight: float = 0.25,
+    target_precision: float = 0.9,
+    target_abstain: float = 0.97,
+) -> Calibration:
+    """Fit the confidence model and pick the threshold.
+
+    The threshold is the larger of: the lowest confidence at which the first set's answered
+    suggestions are `target_precision` right, and the confidence below which
+    `target_abstain` of the off-topic posts fall.
+    """
+    samples = [x for rep in per_set.values() for x in rep.samples]
+    gaps = [g for rep in per_set.values() for g in rep.gaps]
+    fitted_on = ", ".join(f"{n} ({len(r.samples)})" for n, r in per_set.items())
+    model = fit_confidence(
+        samples,
+        gaps=gaps,
+        gap_weight=gap_weight,
+        off_topic=chatter_fit,
+        off_topic_weight=off_topic_weight,
+        model=model_name,
+        fitted_on=f"{fitted_on}; content gaps weighted {gap_weight}, "
+        f"{len(chatter_fit)} off-topic posts weighted {off_topic_weight}",
+        names=names,
+        target_precision=target_precision,
+    )
+    thresholds = {}
+    for name, rep in per_set.items():
+        conf = np.array([confidence_of(model, f) for f, _ in rep.samples])
+        right = np.array([ok for _, ok in rep.samples], dtype=bool)
+        thresholds[name] = threshold_for_precision(conf, right, target_precision)
+    chat = np.array([confidence_of(model, f) for f in chatter_fit])
+    chat_t = float(np.quantile(chat, target_abstain)) + 1e-4 if len(chat) else 0.0
+    first = next(iter(per_set))
+    threshold = max(thresholds[first], chat_t)
+    model = ConfidenceModel(
+        model=model.model,
+        weights=model.weights,
+        bias=model.bias,
+        threshold=round(threshold, 4),
+        fitted_on=model.fitted_on,
+    )
+    held = np.array([confidence_of(model, f) for f in chatter_heldout])
+    rep = per_set[first]
+    conf = np.array([confidence_of(model, f) for f, _ in rep.samples])
+    right = np.array([ok for _, ok in rep.samples], dtype=bool)
+    grid = [round(x, 2) for x in np.arange(0.0, 1.0, 0.05)] + [round(threshold, 4)]
+    return Calibration(
+        model=model,
+        per_set_threshold=thresholds,
+        chatter_threshold=chat_t,
+        chatter_fit_abstain=float((chat < threshold).mean()) if len(chat) else 1.0,
+        chatter_heldout_abstain=float((held < threshold).mean()) if len(held) else 1.0,
+        curve=precision_coverage(conf, right, sorted(set(grid))),
+    )

@@ -32,7 +32,7 @@ class IndexRecipe:
     """Which texts of an entry are indexed (decided by measurement; see README)."""
 
     # Add the answer's first paragraph as one more dense text.
-    dense_answer: bool = False
+    dense_answer: bool = True
     # Add the answer to the BM25 document.
     lexical_answer: bool = True
 

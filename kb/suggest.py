@@ -12,7 +12,7 @@ from kb.errors import InvalidInput
 from kb.faqs import entries_by_ids
 from kb.indexing import IndexManager
 from kb.models import EntryStatus, Suggestion
-from kb.text import LANGUAGES, detect_language, normalize_text
+from kb.text import LANGUAGES, clean_post, detect_language
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,9 @@ def suggest(
     """Rank FAQs for a post in its language, decide whether to abstain, and record it."""
     started = time.perf_counter()
     k = validate_post(text, lang, k, policy)
-    query = normalize_text(text)
+    # Mentions, links and emoji say nothing about the question (and a brand handle would
+    # pull every article that names the brand).
+    query = clean_post(text) or text.strip()
     language = lang or detect_language(query)
     result = index.search(query, k=k, language=language)
     confidence = calibration.confidence(result)

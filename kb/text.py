@@ -38,3 +38,28 @@ def detect_language(text: str) -> str:
         return "en"
     cjk = sum(1 for ch in letters if _JA_CHARS.match(ch))
     return "ja" if cjk / len(letters) >= 0.3 else "en"
+
+
+_MENTION = re.compile(r"(?<![\w@])[@＠][A-Za-z0-9_\u3040-\u30ff\u3400-\u9fff]{1,50}")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_HASHTAG = re.compile(r"(?<!\w)[#＃](?=\w)")
+
+
+def _is_emoji(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        0x1F000 <= cp <= 0x1FAFF  # pictographs, emoticons, transport, symbols
+        or 0x2600 <= cp <= 0x27BF  # misc symbols, dingbats
+        or 0x1F1E6 <= cp <= 0x1F1FF  # regional indicators (flags)
+        or cp in (0x200D, 0xFE0F, 0xFE0E, 0x20E3)  # joiners and variation selectors
+        or 0x1F3FB <= cp <= 0x1F3FF  # skin tones
+    )
+
+
+def clean_post(text: str) -> str:
+    """The words of a social post: @mentions, URLs, emoji and hashtags' # removed."""
+    text = _URL.sub(" ", text)
+    text = _MENTION.sub(" ", text)
+    text = _HASHTAG.sub("", text)
+    text = "".join(" " if _is_emoji(ch) else ch for ch in text)
+    return normalize_text(text)

@@ -38,7 +38,7 @@ def summary(entry: FaqEntry, base_url: str) -> FaqSummary:
         id=entry.id,
         slug=entry.slug,
         category=entry.category,
-        lang=entry.language,  # type: ignore[arg-type]
+        lang=entry.language,
         status=entry.status.value,
         question=rev.question if rev else "",
         url=article_url(base_url, entry.slug),

@@ -18,6 +18,8 @@ def healthz(services: ServicesDep) -> JSONResponse:
     if services.index.ready:
         body = Health(status="ready", index=info)
         return JSONResponse(body.model_dump(), status_code=200)
-    status = "error" if services.load_error else "loading"
-    body = Health(status=status, index=info, detail=services.load_error)
+    if services.load_error:
+        body = Health(status="error", index=info, detail=services.load_error)
+    else:
+        body = Health(status="loading", index=info)
     return JSONResponse(body.model_dump(), status_code=503)

@@ -42,6 +42,6 @@ def post_suggest(
         best=_candidate(out.best) if out.best else None,
         confidence=out.confidence,
         abstained=out.abstained,
-        lang=out.language,  # type: ignore[arg-type]
+        lang=out.language,
         latency_ms=out.latency_ms,
     )

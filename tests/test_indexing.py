@@ -1,0 +1,119 @@
+"""The index follows the database: built when missing, rebuilt when corrupt or foreign,
+updated incrementally from the change feed, and saved atomically as generations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from indexer.embedding import CachedEmbedder
+from indexer.tokenizer import Tokenizer
+from kb import faqs
+from kb.db import session_scope
+from kb.indexing import IndexManager
+from kb.models import EntryStatus
+
+
+def _manager(embedder: CachedEmbedder, root: Path) -> IndexManager:
+    return IndexManager(embedder=embedder, tokenizer=Tokenizer(), index_dir=root / "index")
+
+
+def _top(manager: IndexManager, text: str, language: str = "en") -> int:
+    return manager.search(text, k=1, language=language).hits[0].entry_id
+
+
+@pytest.fixture
+def manager(
+    embedder: CachedEmbedder, tmp_path: Path, seeded: None, session_factory: sessionmaker[Session]
+) -> IndexManager:
+    m = _manager(embedder, tmp_path)
+    assert m.open(session_factory).startswith("rebuilt (no saved index)")
+    return m
+
+
+def test_open_loads_the_saved_generation(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    again = _manager(embedder, tmp_path)
+    assert again.open(session_factory) == "loaded generation 1, applied 0 changes"
+    assert again.describe() == manager.describe()
+    text = "I forgot my password"
+    assert _top(again, text) == _top(manager, text)
+
+
+def test_corrupt_or_foreign_index_is_rebuilt(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    docs = tmp_path / "index" / "gen-00000001" / "docs.jsonl"
+    docs.write_text(docs.read_text()[:-50])
+    again = _manager(embedder, tmp_path)
+    outcome = again.open(session_factory)
+    assert outcome.startswith("rebuilt") and "corrupt" in outcome
+    assert again.generation == 2 and again.describe()["entries"] == manager.describe()["entries"]
+
+    class Other:
+        name, dim = "another-model", embedder.dim
+        encode_queries = embedder.encode_queries
+        encode_passages = embedder.encode_passages
+
+    foreign = IndexManager(embedder=Other(), tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    outcome = foreign.open(session_factory)
+    assert outcome.startswith("rebuilt") and "configured 'another-model'" in outcome
+
+
+def test_change_feed_updates_the_index_incrementally(
+    manager: IndexManager, session_factory: sessionmaker[Session]
+) -> None:
+    with session_scope(session_factory) as s:
+        entry = faqs.create_entry(
+            s,
+            question="Do you sell phone cases for the Pixel 9?",
+            answer="Yes, in the online shop under **Accessories**.",
+            category="orders",
+            language="en",
+            phrasings=["pixel 9 case"],
+        )
+        new_id = entry.id
+    before = manager.generation
+    assert manager.sync(session_factory) == 1
+    assert manager.generation == before + 1
+    assert _top(manager, "do you have a case for pixel 9") == new_id
+    with session_scope(session_factory) as s:
+        e = faqs.get_entry_or_raise(s, new_id)
+        e.status = EntryStatus.archived
+        faqs.record_change(s, new_id)
+    assert manager.sync(session_factory) == 1
+    assert new_id not in manager.index_or_raise().entry_ids()
+    assert manager.sync(session_factory) == 0  # nothing new: no new generation
+    assert manager.generation == before + 2
+
+
+def test_rebuild_equals_incremental(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_scope(session_factory) as s:
+        faqs.create_entry(
+            s,
+            question="Can I pause my line while abroad for a year?",
+            answer="Yes, with **Line pause** for ¥550 a month.",
+            category="plans",
+            language="en",
+        )
+    manager.sync(session_factory)
+    fresh = _manager(embedder, tmp_path / "other")
+    fresh.rebuild(session_factory)
+    for text in ("pause my line abroad", "password reset", "esim on iphone"):
+        a = [(h.entry_id, round(h.score, 5)) for h in manager.search(text, k=5, language="en").hits]
+        b = [(h.entry_id, round(h.score, 5)) for h in fresh.search(text, k=5, language="en").hits]
+        assert a == b
