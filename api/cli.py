@@ -418,6 +418,17 @@ def models_build(
     typer.echo(f"{DEFAULT_MODEL} ready at {path}")
 
 
+def _register_feature_commands() -> None:
+    # Feature areas keep their commands in their own modules.
+    from api import cli_capture, cli_site
+
+    cli_capture.register(app)
+    cli_site.register(app)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     """Entry point of the console script."""
     app(prog_name="faqloop")
