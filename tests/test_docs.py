@@ -10,11 +10,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 
 def test_every_setting_is_documented() -> None:
-    missing = [
-        name
-        for name in Settings.model_fields
-        if f"`FAQLOOP_{name.upper()}`" not in README
-    ]
+    missing = [name for name in Settings.model_fields if f"`FAQLOOP_{name.upper()}`" not in README]
     assert missing == []
 
 
