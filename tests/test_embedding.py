@@ -1,0 +1,52 @@
+"""Embedding models are configuration: packaged names or any local folder, loaded offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.embedding import (
+    DEFAULT_MODEL,
+    MINILM_MODEL,
+    CachedEmbedder,
+    ModelNotFound,
+    load_embedder,
+    resolve_model_path,
+)
+
+
+def test_minilm_stays_selectable(models_dir: Path) -> None:
+    emb = load_embedder(MINILM_MODEL, models_dir)
+    vecs = emb.encode_passages(["How do I reset my password?", "Track my parcel"])
+    q = emb.encode_queries(["forgot my password"])
+    assert vecs.shape == (2, 384) and emb.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    assert int(np.argmax(vecs @ q[0])) == 0
+
+
+def test_default_model_uses_e5_prompts(embedder: CachedEmbedder) -> None:
+    if embedder.name != DEFAULT_MODEL:
+        pytest.skip("the suite runs another model")
+    q = embedder.encode_queries(["eSIMの設定方法"])[0]
+    p = embedder.encode_passages(["eSIMの設定方法"])[0]
+    # The same text embeds differently as a query and as a passage: the prompts are applied.
+    assert 0.8 < float(q @ p) < 0.999
+
+
+def test_local_folder_and_unknown_names(models_dir: Path, tmp_path: Path) -> None:
+    built = models_dir / DEFAULT_MODEL
+    assert resolve_model_path(str(built), models_dir) == built
+    with pytest.raises(ModelNotFound, match="neither one of"):
+        resolve_model_path(str(tmp_path / "nothing"), models_dir)
+    with pytest.raises(ModelNotFound, match="faqloop models build"):
+        resolve_model_path(DEFAULT_MODEL, tmp_path)
+
+
+def test_passage_cache_returns_the_same_vectors(embedder: CachedEmbedder) -> None:
+    texts = ["料金プランの変更", "Change my plan", "料金プランの変更"]
+    first = embedder.encode_passages(texts)
+    again = embedder.encode_passages(texts[::-1])
+    np.testing.assert_allclose(first, again[::-1], rtol=1e-6)
+    np.testing.assert_allclose(first[0], first[2])
