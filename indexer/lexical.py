@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import bm25s
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +21,7 @@ class LexicalIndex:
         self._docs: dict[int, list[str]] = {}
         self._order: list[int] = []
         self._bm25: bm25s.BM25 | None = None
+        self._idf: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -57,7 +60,26 @@ class LexicalIndex:
         # An empty document would be dropped by bm25s and shift the rows: give it a dummy term.
         corpus = [self._docs[d] or ["\x00"] for d in self._order]
         bm25.index(corpus, show_progress=False)
+        df: dict[str, int] = {}
+        for terms in corpus:
+            for term in set(terms):
+                df[term] = df.get(term, 0) + 1
+        n = len(corpus)
+        self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         self._bm25 = bm25
+
+    def coverage(self, terms: list[str], doc_id: int) -> float:
+        """IDF-weighted share of the query's distinct terms that occur in the document."""
+        self.prepare()
+        wanted = set(terms)
+        if not wanted or doc_id not in self._docs:
+            return 0.0
+        # Unknown terms get the largest possible IDF: a word no document has is informative.
+        top = math.log(1 + (len(self._docs) + 0.5) / 0.5)
+        weights = {t: self._idf.get(t, top) for t in wanted}
+        have = wanted.intersection(self._docs[doc_id])
+        total = sum(weights.values())
+        return sum(weights[t] for t in have) / total if total else 0.0
 
     def scores(self, terms: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """BM25 score of every document for the query terms: (ids, scores), same order."""

@@ -36,8 +36,10 @@ class EntryDocs:
 class FusionConfig:
     """How the two rankings are combined (chosen by measurement, see README).
 
-    "rrf": weighted reciprocal-rank fusion. "linear": the dense cosine plus
-    `lexical_weight` times the BM25 score relative to the query's best BM25 score.
+    "rrf": weighted reciprocal-rank fusion. "linear": the dense cosine, plus
+    `lexical_weight` times the BM25 score relative to the query's best BM25 score, plus
+    `coverage_weight` times the IDF-weighted share of the query's terms the entry contains
+    (absolute, so a weak best lexical match counts little).
     """
 
     method: Literal["rrf", "linear"] = "linear"
@@ -45,7 +47,8 @@ class FusionConfig:
     dense_weight: float = 1.0
     # Measured on StackFAQ and JSTS (README): lexical evidence as a tie-breaker between
     # close cosines helps; a larger weight lets word overlap override meaning.
-    lexical_weight: float = 0.05
+    lexical_weight: float = 0.02
+    coverage_weight: float = 0.02
     # How many entries of each ranking enter the fusion.
     depth: int = 50
 
@@ -61,7 +64,7 @@ class Hit:
     dense_rank: int | None = None
     lexical_rank: int | None = None
     matched_text: str = ""
-    # Share of the query's distinct terms found in the entry's text (absolute lexical evidence).
+    # IDF-weighted share of the query's terms found in the entry (absolute lexical evidence).
     coverage: float = 0.0
 
 
@@ -179,16 +182,14 @@ class HybridIndex:
         elif mode == "lexical":
             hits = lexical
         else:
-            hits = self._fuse(dense, lexical)
+            with self._lock:
+                hits = self._fuse(dense, lexical, terms)
         background = float(np.median([h.dense for h in dense])) if len(dense) >= 5 else math.nan
         hits = hits[:k]
         if terms:
-            wanted = set(terms)
             with self._lock:
                 for hit in hits:
-                    if hit.entry_id in self._entry_docs:
-                        have = wanted.intersection(self._lexical.tokens(hit.entry_id))
-                        hit.coverage = len(have) / len(wanted)
+                    hit.coverage = self._lexical.coverage(terms, hit.entry_id)
         return SearchResult(hits=hits, mode=mode, query_terms=terms, dense_background=background)
 
     def _dense_locked(self, qvec: Vectors | None, depth: int, language: str | None) -> list[Hit]:
@@ -242,7 +243,7 @@ class HybridIndex:
             for rank, i in enumerate(order, 1)
         ]
 
-    def _fuse(self, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:
+    def _fuse(self, dense: list[Hit], lexical: list[Hit], terms: list[str]) -> list[Hit]:
         cfg = self.fusion
         merged: dict[int, Hit] = {}
         for hit in dense:
@@ -263,6 +264,9 @@ class HybridIndex:
             for m in merged.values():
                 cos = m.dense if m.dense_rank is not None else floor
                 m.score = cfg.dense_weight * cos + cfg.lexical_weight * m.lexical / top_lex
+                if cfg.coverage_weight:
+                    m.coverage = self._lexical.coverage(terms, m.entry_id)
+                    m.score += cfg.coverage_weight * m.coverage
         else:
             for m in merged.values():
                 if m.dense_rank is not None:

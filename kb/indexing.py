@@ -36,8 +36,9 @@ class IndexRecipe:
     # Add the answer to the BM25 document.
     lexical_answer: bool = True
 
-    def key(self) -> str:
-        return json.dumps({"recipe": asdict(self), "tokenizer": 1}, sort_keys=True)
+    def key(self, tokenizer: str) -> str:
+        """Identifies the recipe and the analysis, so a change of either forces a rebuild."""
+        return json.dumps({"recipe": asdict(self), "tokenizer": tokenizer}, sort_keys=True)
 
 
 def markdown_to_text(markdown: str) -> str:
@@ -148,7 +149,10 @@ class IndexManager:
         """Load the saved index (or rebuild it) and catch up with the change feed."""
         try:
             index, manifest = self.store.load(
-                self.embedder, self.tokenizer, recipe=self.recipe.key(), fusion=self.fusion
+                self.embedder,
+                self.tokenizer,
+                recipe=self.recipe.key(self.tokenizer.name),
+                fusion=self.fusion,
             )
         except IndexUnusable as exc:
             log.info("rebuilding the index: %s", exc)
@@ -200,7 +204,10 @@ class IndexManager:
         current = self.store.current_manifest()
         generation = max(self._generation, current.generation if current else 0) + 1
         manifest = self.store.save(
-            index, generation=generation, last_change_id=last_change_id, recipe=self.recipe.key()
+            index,
+            generation=generation,
+            last_change_id=last_change_id,
+            recipe=self.recipe.key(self.tokenizer.name),
         )
         self._index, self._manifest = index, manifest
         self._last_change_id, self._generation = last_change_id, generation
