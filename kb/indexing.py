@@ -6,11 +6,13 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.embedding import Embedder
@@ -20,9 +22,12 @@ from indexer.tokenizer import Tokenizer
 from kb.db import session_scope
 from kb.errors import IndexNotReady
 from kb.faqs import phrasings_of
-from kb.models import EntryChange, EntryStatus, FaqEntry
+from kb.models import EntryChange, EntryStatus, FaqEntry, utcnow
 
 log = logging.getLogger(__name__)
+
+# How long a change may take from getting its id to being committed and still be applied.
+LATE_COMMIT_WINDOW = timedelta(seconds=60)
 
 _MD_NOISE = re.compile(r"[#>*_`~|]+|!\[[^\]]*\]\([^)]*\)|\[([^\]]*)\]\([^)]*\)")
 
@@ -124,6 +129,8 @@ class IndexManager:
         self._manifest: Manifest | None = None
         self._last_change_id = 0
         self._generation = 0
+        # Change ids applied recently (id -> monotonic time), to spot late commits.
+        self._recent: dict[int, float] = {}
         self._write_lock = threading.Lock()
 
     @property
@@ -162,6 +169,8 @@ class IndexManager:
             self._index, self._manifest = index, manifest
             self._last_change_id = manifest.last_change_id
             self._generation = manifest.generation
+            with session_scope(factory) as session:
+                self._mark_applied(session, manifest.last_change_id)
         applied = self.sync(factory)
         return f"loaded generation {manifest.generation}, applied {applied} changes"
 
@@ -171,33 +180,56 @@ class IndexManager:
             with session_scope(factory) as session:
                 last = _last_change_id(session)
                 docs, _ = load_entry_docs(session, None, self.recipe)
+                self._mark_applied(session, last)
             index = HybridIndex(self.embedder, self.tokenizer, self.fusion)
             index.upsert(docs)
             return self._save_locked(index, last)
 
+    def _mark_applied(self, session: Session, upto: int) -> None:
+        """Record the recent change ids up to `upto` as applied (the index has them)."""
+        since = utcnow() - LATE_COMMIT_WINDOW
+        now = time.monotonic()
+        ids = session.scalars(
+            select(EntryChange.id).where(EntryChange.id <= upto, EntryChange.created_at > since)
+        )
+        for cid in ids:
+            self._recent[cid] = now
+
     def sync(self, factory: sessionmaker[Session]) -> int:
-        """Apply changes recorded since the last sync; return how many entries changed."""
+        """Apply changes recorded since the last sync; return how many entries changed.
+
+        Change ids are handed out when a transaction writes, not when it commits, so on a
+        busy database id 10 can become visible after id 11. Changes from the last minute
+        are therefore looked at again, and any not yet applied is applied late.
+        """
         with self._write_lock:
             index = self._index
             if index is None:
                 return 0
+            since = utcnow() - LATE_COMMIT_WINDOW
             with session_scope(factory) as session:
-                changed = sorted(
-                    set(
-                        session.scalars(
-                            select(EntryChange.entry_id).where(
-                                EntryChange.id > self._last_change_id
-                            )
+                rows = session.execute(
+                    select(EntryChange.id, EntryChange.entry_id).where(
+                        or_(
+                            EntryChange.id > self._last_change_id,
+                            EntryChange.created_at > since,
                         )
                     )
-                )
-                last = _last_change_id(session)
-                if not changed:
+                ).all()
+                fresh = [(cid, eid) for cid, eid in rows if cid not in self._recent]
+                if not fresh:
                     return 0
+                changed = sorted({eid for _, eid in fresh})
                 docs, gone = load_entry_docs(session, changed, self.recipe)
             index.upsert(docs)
             index.remove(gone)
-            self._save_locked(index, max(last, self._last_change_id))
+            now = time.monotonic()
+            for cid, _ in fresh:
+                self._recent[cid] = now
+            horizon = now - 2 * LATE_COMMIT_WINDOW.total_seconds()
+            self._recent = {c: t for c, t in self._recent.items() if t > horizon}
+            last = max(self._last_change_id, *(cid for cid, _ in fresh))
+            self._save_locked(index, last)
             return len(changed)
 
     def _save_locked(self, index: HybridIndex, last_change_id: int) -> Manifest:

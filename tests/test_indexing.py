@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.embedding import CachedEmbedder
@@ -13,7 +14,7 @@ from indexer.tokenizer import Tokenizer
 from kb import faqs
 from kb.db import session_scope
 from kb.indexing import IndexManager
-from kb.models import EntryStatus
+from kb.models import EntryChange, EntryStatus
 
 
 def _manager(embedder: CachedEmbedder, root: Path) -> IndexManager:
@@ -117,3 +118,38 @@ def test_rebuild_equals_incremental(
         a = [(h.entry_id, round(h.score, 5)) for h in manager.search(text, k=5, language="en").hits]
         b = [(h.entry_id, round(h.score, 5)) for h in fresh.search(text, k=5, language="en").hits]
         assert a == b
+
+
+def test_a_change_that_commits_late_is_still_applied(
+    manager: IndexManager, session_factory: sessionmaker[Session]
+) -> None:
+    # On PostgreSQL a transaction can take change id n and commit after id n+1 was synced.
+    with session_scope(session_factory) as s:
+        late = faqs.create_entry(
+            s,
+            question="Can I get a paper bill by post?",
+            answer="Yes, for ¥110 a month; switch in **My Sorami > Billing**.",
+            category="billing",
+            language="en",
+        )
+        late_id = late.id
+        late_change = s.scalar(select(EntryChange).where(EntryChange.entry_id == late_id))
+        assert late_change is not None
+        late_change_id = late_change.id
+        early = faqs.create_entry(
+            s,
+            question="Do you offer a senior discount?",
+            answer="Yes, ¥500 off for customers over 65.",
+            category="plans",
+            language="en",
+        )
+        early_id = early.id
+        s.delete(late_change)  # not visible yet: its transaction has not committed
+    assert manager.sync(session_factory) == 1
+    assert late_id not in manager.index_or_raise().entry_ids()
+    assert manager.last_change_id > late_change_id
+    with session_scope(session_factory) as s:
+        s.add(EntryChange(id=late_change_id, entry_id=late_id))  # the late commit lands
+    assert manager.sync(session_factory) == 1
+    assert {late_id, early_id} <= manager.index_or_raise().entry_ids()
+    assert manager.sync(session_factory) == 0
