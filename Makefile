@@ -9,7 +9,7 @@ PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install model setup run test lint pytest clean
+.PHONY: install model setup run test lint pytest chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,18 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy kb api indexer
 
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/opentype/ipafont-gothic ]; then \
+		echo "== installing Chromium (and a Japanese font for screenshots) for the browser tests"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-ipafont-gothic; \
+	fi
+
 # The whole suite on SQLite, then the database tests again on PostgreSQL when one is
 # configured (FAQLOOP_TEST_DATABASE_URL) or reachable on 127.0.0.1:5432.
-pytest: model
+pytest: model chromium
 	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest
 	@url="$${FAQLOOP_TEST_DATABASE_URL:-}"; \
 	if [ -z "$$url" ] && $(BIN)/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \

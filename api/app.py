@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routers import faqs, health, site, suggest
+from api.routers import drafts, faqs, health, public, review, site, suggest, threads
 from api.settings import Settings
 from api.state import Services, build_services
 from indexer.embedding import Embedder
@@ -30,6 +30,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.InvalidTransition: 409,
+    errors.RateLimited: 429,
     errors.IndexNotReady: 503,
 }
 
@@ -44,6 +45,8 @@ def _status_of(exc: errors.DomainError) -> int:
 def _open_index(services: Services) -> None:
     try:
         outcome = services.index.open(services.session_factory)
+        # The first encode pays for lazy initialisation in torch; do it before traffic does.
+        services.embedder.encode_queries(["warm-up"])
         log.info("index ready: %s", outcome)
     except Exception as exc:
         services.load_error = f"{type(exc).__name__}: {exc}"
@@ -119,6 +122,10 @@ def create_app(
     app.include_router(health.router)
     app.include_router(suggest.router)
     app.include_router(faqs.router)
+    app.include_router(public.router)
     app.include_router(site.router)
+    app.include_router(threads.router)
+    app.include_router(drafts.router)
+    app.include_router(review.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

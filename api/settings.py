@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,11 +58,54 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds between checks for content changed by other processes."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    pseudonym_secret: str = Field(
+        "faqloop-dev",
+        min_length=1,
+        description="Key of the HMAC-SHA256 that pseudonymises customer handles of ingested "
+        "threads. The default is for development only: set a long random value in "
+        "production and keep it (changing it makes the same customer look new).",
+    )
+    visitor_secret: str = Field(
+        "faqloop-development-visitor-secret",
+        min_length=16,
+        description="Key of the HMAC that turns the site's visitor cookie into the stored "
+        "visitor hash and the vote form's CSRF token. The default is for development only: "
+        "set a long random value in production (changing it resets view de-duplication).",
+    )
+    view_window_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A visitor reloading an article within this many minutes counts as one view.",
+    )
+    stats_timezone: str = Field(
+        "Asia/Tokyo", description="Time zone whose calendar days the page-view counters use."
+    )
+    vote_rate_limit: int = Field(
+        10, ge=1, description="Votes one visitor may send per `vote_rate_window` seconds."
+    )
+    vote_rate_limit_ip: int = Field(
+        60,
+        ge=1,
+        description="Votes one IP address may send per `vote_rate_window` seconds (generous: "
+        "mobile customers share addresses behind carrier NAT).",
+    )
+    vote_rate_window: float = Field(
+        60.0, gt=0, description="Length in seconds of the sliding window of the vote limits."
+    )
 
     @field_validator("data_dir", "models_dir", "content_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("stats_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
 
     @property
     def db_url(self) -> str:

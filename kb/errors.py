@@ -46,3 +46,19 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     code = "forbidden"
+
+
+class CsrfRejected(Forbidden):
+    """A state-changing request without the visitor's anti-forgery token."""
+
+    code = "csrf_failed"
+
+
+class RateLimited(DomainError):
+    """Too many requests from one visitor or address; `retry_after` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, detail: object | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
