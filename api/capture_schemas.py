@@ -12,11 +12,16 @@ from kb.capture import DraftView, ThreadOutcome, thread_question
 from kb.models import Thread
 
 
+# Types are loose on purpose: the same checks as for an import line run in kb.capture
+# (thread_from_dict), so the API and `faqloop import-threads` accept and refuse the same
+# bodies, with the same messages.
 class PostBody(BaseModel):
-    role: Literal["customer", "agent"]
+    role: str = Field(description="customer or agent.", examples=["customer"])
     author: str = Field("", description="Handle or name; stored only as a keyed hash.")
     text: str = Field(description="The post as written (kept raw; a cleaned copy is derived).")
-    created_at: datetime | None = Field(None, description="ISO 8601; naive times are UTC.")
+    created_at: datetime | str | None = Field(
+        None, description="ISO 8601; naive times are UTC.", examples=["2026-11-20T09:40:00+09:00"]
+    )
 
 
 class ThreadBody(BaseModel):
@@ -26,12 +31,12 @@ class ThreadBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     channel: str = Field(description="x, instagram, email, ... (twitter is stored as x).")
-    external_id: str = Field(
+    external_id: str | int = Field(
         description="The thread's id on its channel; with the channel, the key that makes "
         "sending a thread again an update."
     )
     url: str | None = Field(None, description="Link to the thread.")
-    resolved_at: datetime | None = Field(
+    resolved_at: datetime | str | None = Field(
         None, description="When it was resolved (default: its last post's time, else now)."
     )
     faq_id: int | None = Field(None, description="The FAQ the agent linked, if any.")
@@ -188,10 +193,12 @@ def draft_detail(v: DraftView) -> DraftDetail:
 
 
 class DraftUpdate(BaseModel):
+    """An editor's rewrite; fields left out keep their value."""
+
     model_config = ConfigDict(extra="forbid")
 
-    question: str
-    answer: str = Field(description="Markdown.")
+    question: str | None = None
+    answer: str | None = Field(None, description="Markdown.")
     category: str | None = None
     lang: Lang | None = None
 

@@ -296,7 +296,6 @@ class ThreadOutcome:
     # The best match of the retrieval even when not confident enough (for measurement).
     best_faq_id: int | None = None
     phrasing_added: bool = False
-    new_draft: bool = False
 
 
 @dataclass
@@ -707,7 +706,6 @@ def _cluster(
             p = chunk[rest[i]]
             p.thread.status = ThreadStatus.drafted
             p.thread.draft_id = draft.id
-            p.outcome.new_draft = True
 
 
 def _live_entry(session: Session, entry_id: int | None) -> FaqEntry | None:
@@ -804,14 +802,20 @@ def representative(
 ) -> tuple[str, str]:
     """The medoid question, and the answer that best answers the cluster.
 
-    The medoid is the question most similar on average to the others (ties: the oldest).
+    The medoid is the question most similar on average to the others (ties: the shorter,
+    then the oldest).
     The answer is the non-empty agent reply whose passage vector is closest to the mean of
     the questions' vectors, the retrieval model's own notion of "answers this"; a reply of
     fewer than 20 characters ("DMで伺います" left nothing) is used only when none is longer.
     """
     qv = capture.vectors.encode(list(questions)).astype(np.float64)
     centrality = (qv @ qv.T).sum(axis=1)
-    question = questions[int(np.argmax(centrality))]
+    # Of equally central questions (always so for two) the shorter reads more like a title;
+    # rounding keeps float noise from deciding.
+    best = min(
+        range(len(questions)), key=lambda i: (-round(centrality[i], 4), len(questions[i]), i)
+    )
+    question = questions[best]
     candidates = [a for a in answers if a.strip()]
     if not candidates:
         return question, ""
@@ -1045,13 +1049,15 @@ def update_draft(
     session: Session,
     draft_id: int,
     *,
-    question: str,
-    answer: str,
+    question: str | None = None,
+    answer: str | None = None,
     category: str | None = None,
     language: str | None = None,
 ) -> FaqDraft:
-    """An editor's rewrite of a draft; later threads no longer overwrite it."""
+    """An editor's rewrite of a draft (None keeps a field); later threads leave it alone."""
     draft = _live_draft_or_raise(session, draft_id, "edited")
+    question = draft.question if question is None else question
+    answer = draft.answer if answer is None else answer
     language = language or draft.language
     _check_draft_text(question, answer, category, language)
     draft.question = question.strip()

@@ -99,7 +99,7 @@ def test_ingest_is_idempotent_and_the_covering_faq_learns_the_question(
         ({"channel": "x", "external_id": "1"}, 422, "validation_error"),
         ({**body("1", "hi"), "posts": []}, 400, "invalid_input"),
         ({**body("1", "hi"), "posts": [{"role": "agent", "text": "hello"}]}, 400, "invalid_input"),
-        ({**body("1", "hi"), "posts": [{"role": "bot", "text": "hello"}]}, 422, "validation_error"),
+        ({**body("1", "hi"), "posts": [{"role": "bot", "text": "hello"}]}, 400, "invalid_input"),
         (
             {**body("1", "hi"), "posts": [{"role": "customer", "text": "x" * 10_001}]},
             400,
@@ -107,7 +107,8 @@ def test_ingest_is_idempotent_and_the_covering_faq_learns_the_question(
         ),
         ({**body("1", "hi"), "faq_id": 999_999}, 400, "invalid_input"),
         ({**body("1", "hi"), "channel": " "}, 400, "invalid_input"),
-        ({**body("1", "hi"), "resolved_at": "someday"}, 422, "validation_error"),
+        ({**body("1", "hi"), "resolved_at": "someday"}, 400, "invalid_input"),
+        ({**body("1", "hi"), "posts": "none"}, 422, "validation_error"),
     ],
 )
 def test_bad_threads_are_refused_and_store_nothing(
@@ -186,6 +187,14 @@ def test_edit_then_publish_makes_a_searchable_faq(
     }
     r = client.put(f"/v1/drafts/{draft_id}", json=edit, headers=editor_headers)
     assert r.status_code == 200 and r.json()["question"] == edit["question"], r.text
+    patched = client.patch(
+        f"/v1/drafts/{draft_id}", json={"answer": "**1ポイント=1円**"}, headers=editor_headers
+    )
+    assert (patched.json()["question"], patched.json()["answer"]) == (
+        edit["question"],
+        "**1ポイント=1円**",
+    )
+    client.patch(f"/v1/drafts/{draft_id}", json={"answer": edit["answer"]}, headers=editor_headers)
     bad = client.put(
         f"/v1/drafts/{draft_id}", json={**edit, "question": ""}, headers=editor_headers
     )

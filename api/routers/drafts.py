@@ -86,6 +86,7 @@ def get_draft(draft_id: int, session: SessionDep, _key: EditorKey) -> DraftDetai
 
 
 @router.put("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
+@router.patch("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
 def update_draft(
     draft_id: int, body: DraftUpdate, session: SessionDep, _key: EditorKey
 ) -> DraftRead:
@@ -105,12 +106,13 @@ def update_draft(
 @router.post("/{draft_id}/publish", response_model=ReviewDone, status_code=201, responses=_ERRORS)
 def publish_draft(
     draft_id: int,
-    body: DraftPublish,
     services: ServicesDep,
     session: SessionDep,
     key: EditorKey,
+    body: DraftPublish | None = None,
 ) -> ReviewDone:
     """Publish as a new FAQ (first revision; the threads' questions as phrasings)."""
+    body = body or DraftPublish()
     result = capture.publish_draft(
         session,
         draft_id,
