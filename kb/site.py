@@ -296,18 +296,8 @@ def get_revision_of(session: Session, entry: FaqEntry, revision_id: int | None) 
 
 def translation_of(session: Session, entry: FaqEntry) -> FaqEntry | None:
     """The published entry in the other language of the same translation group."""
-    if not entry.translation_group:
-        return None
-    return session.scalar(
-        select(FaqEntry)
-        .where(
-            FaqEntry.translation_group == entry.translation_group,
-            FaqEntry.language != entry.language,
-            FaqEntry.status == EntryStatus.published,
-        )
-        .order_by(FaqEntry.id)
-        .limit(1)
-    )
+    others = translations_of(session, entry)
+    return next((e for lang, e in others.items() if lang != entry.language), None)
 
 
 def translations_of(session: Session, entry: FaqEntry) -> dict[str, FaqEntry]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from kb.cleaning import strip_emoji, strip_hashtag_marks, strip_urls
+
 LANGUAGES = ("ja", "en")
 
 # Hiragana, katakana (incl. half-width after NFKC), CJK ideographs and the iteration mark.
@@ -40,26 +42,14 @@ def detect_language(text: str) -> str:
     return "ja" if cjk / len(letters) >= 0.3 else "en"
 
 
-_MENTION = re.compile(r"(?<![\w@])[@＠][A-Za-z0-9_\u3040-\u30ff\u3400-\u9fff]{1,50}")
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
-_HASHTAG = re.compile(r"(?<!\w)[#＃](?=\w)")
-
-
-def _is_emoji(ch: str) -> bool:
-    cp = ord(ch)
-    return (
-        0x1F000 <= cp <= 0x1FAFF  # pictographs, emoticons, transport, symbols
-        or 0x2600 <= cp <= 0x27BF  # misc symbols, dingbats
-        or 0x1F1E6 <= cp <= 0x1F1FF  # regional indicators (flags)
-        or cp in (0x200D, 0xFE0F, 0xFE0E, 0x20E3)  # joiners and variation selectors
-        or 0x1F3FB <= cp <= 0x1F3FF  # skin tones
-    )
+# Customers also type the brand's name as a handle in kana or kanji (@ソラミモバイル), which
+# X itself would not link; kb.cleaning's stricter pattern is for stored thread posts.
+_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9_\u3040-\u30ff\u3400-\u9fff]{1,50}")
 
 
 def clean_post(text: str) -> str:
     """The words of a social post: @mentions, URLs, emoji and hashtags' # removed."""
-    text = _URL.sub(" ", text)
+    # The URL, hashtag and emoji rules are kb.cleaning's, so posts and threads agree.
+    text = strip_urls(unicodedata.normalize("NFKC", text))
     text = _MENTION.sub(" ", text)
-    text = _HASHTAG.sub("", text)
-    text = "".join(" " if _is_emoji(ch) else ch for ch in text)
-    return normalize_text(text)
+    return normalize_text(strip_emoji(strip_hashtag_marks(text)))
