@@ -62,6 +62,10 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database schema to `revision`."""
+def migrate(url: str, revision: str = "heads") -> None:
+    """Upgrade the database schema to `revision` (default: every branch head).
+
+    "heads" rather than "head": features may add migrations on separate branches from the
+    same parent; upgrading to all heads applies each of them.
+    """
     command.upgrade(alembic_config(url), revision)

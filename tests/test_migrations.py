@@ -19,7 +19,7 @@ def test_migrated_schema_matches_models(db_url: str) -> None:
 
 
 def test_downgrade_to_base_and_up_again(db_url: str) -> None:
-    migrate(db_url, "head")
+    migrate(db_url, "heads")
     from alembic import command
 
     from kb.db import alembic_config
