@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import time
@@ -14,7 +16,7 @@ import numpy as np
 
 from indexer.confidence import ConfidenceModel, features
 from indexer.embedding import Embedder
-from indexer.search import MODES, EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
+from indexer.search import MODES, EntryDocs, FusionConfig, HybridIndex, Mode
 from indexer.store import IndexStore
 from indexer.tokenizer import Tokenizer
 from kb.indexing import IndexRecipe, entry_docs
@@ -172,17 +174,11 @@ def evaluate(
             ranked = [ids[h.entry_id] for h in result.hits]
             for name, value in score_ranking(ranked[:10], q).items():
                 totals[name] = totals.get(name, 0.0) + value
-            top10 = SearchResult(
-                result.hits[:10], result.mode, result.query_terms, result.dense_background
-            )
+            top10 = dataclasses.replace(result, hits=result.hits[:10])
             samples.append((features(top10), bool(ranked) and ranked[0] in q.relevant))
             relevant = set(q.relevant)
             rest = [h for h in result.hits if ids[h.entry_id] not in relevant][:10]
-            gaps.append(
-                features(
-                    SearchResult(rest, result.mode, result.query_terms, result.dense_background)
-                )
-            )
+            gaps.append(features(dataclasses.replace(result, hits=rest)))
             if progress:
                 progress(1)
         n = len(dataset.queries)
@@ -282,6 +278,29 @@ def precision_coverage(
     return rows
 
 
+def reliability(
+    conf: np.ndarray, right: np.ndarray, bins: int = 10
+) -> tuple[list[tuple[float, float, int, float, float]], float]:
+    """Reliability table and expected calibration error (ECE).
+
+    Rows: (bin low, bin high, count, mean confidence, share right). A calibrated model has
+    mean confidence ≈ share right in every bin; ECE is the count-weighted mean gap.
+    """
+    rows = []
+    gap = 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        inside = (conf >= lo) & ((conf < hi) if i < bins - 1 else (conf <= hi))
+        n = int(inside.sum())
+        if n == 0:
+            continue
+        mean_conf = float(conf[inside].mean())
+        share = float(right[inside].mean())
+        rows.append((float(lo), float(hi), n, mean_conf, share))
+        gap += n * abs(mean_conf - share)
+    return rows, gap / max(1, len(conf))
+
+
 def save_temp_index(index: HybridIndex, data_dir: Path) -> None:
     """Persist the evaluation index under a (temporary) data directory, as the service does."""
     IndexStore(data_dir / "index").save(index, generation=1, last_change_id=0, recipe="eval")
@@ -326,6 +345,10 @@ class Calibration:
     chatter_fit_abstain: float
     chatter_heldout_abstain: float
     curve: list[tuple[float, float, float]]
+    # Per data set: reliability rows and ECE of the fitted model (see `reliability`).
+    reliability: dict[str, tuple[list[tuple[float, float, int, float, float]], float]] = field(
+        default_factory=dict
+    )
 
 
 def calibrate(
@@ -362,10 +385,12 @@ def calibrate(
         target_precision=target_precision,
     )
     thresholds = {}
+    tables = {}
     for name, rep in per_set.items():
         conf = np.array([confidence_of(model, f) for f, _ in rep.samples])
         right = np.array([ok for _, ok in rep.samples], dtype=bool)
         thresholds[name] = threshold_for_precision(conf, right, target_precision)
+        tables[name] = reliability(conf, right)
     chat = np.array([confidence_of(model, f) for f in chatter_fit])
     chat_t = float(np.quantile(chat, target_abstain)) + 1e-4 if len(chat) else 0.0
     first = next(iter(per_set))
@@ -389,4 +414,5 @@ def calibrate(
         chatter_fit_abstain=float((chat < threshold).mean()) if len(chat) else 1.0,
         chatter_heldout_abstain=float((held < threshold).mean()) if len(held) else 1.0,
         curve=precision_coverage(conf, right, sorted(set(grid))),
+        reliability=tables,
     )

@@ -152,3 +152,40 @@ def test_store_keeps_previous_generation_when_pointer_is_old(
     (tmp_path / "index" / ".gen-00000004.tmp-1-1").mkdir()
     _, manifest = store.load(HashEmbedder(), Tokenizer(), recipe="r")
     assert manifest.generation == 3
+
+
+def test_fusion_weights_follow_the_query_language() -> None:
+    # Lexical weights of zero for Japanese: a Japanese hybrid ranking is the dense one,
+    # while English queries still get the lexical evidence.
+    from indexer.search import FusionConfig
+
+    cfg = FusionConfig(lexical_weight=0.5, coverage_weight=0.5, language_weights=(("ja", 0, 0),))
+    index = HybridIndex(HashEmbedder(), Tokenizer(), cfg)
+    index.upsert(DOCS)
+    assert index.weights_for("ja") == (0, 0)
+    assert index.weights_for("en") == (0.5, 0.5)
+    ja = index.search("パスワード 再設定", k=2, language="ja")
+    ja_dense = index.search("パスワード 再設定", k=2, language="ja", mode="dense")
+    assert [(h.entry_id, round(h.score, 6)) for h in ja.hits] == [
+        (h.entry_id, round(h.dense, 6)) for h in ja_dense.hits
+    ]
+    assert ja.language == "ja"
+    en = index.search("reset password", k=2, language="en")
+    en_dense = index.search("reset password", k=2, language="en", mode="dense")
+    # Entry 1 contains every query term: its score carries 0.5 × 1 + 0.5 × coverage more.
+    top = next(h for h in en.hits if h.entry_id == 1)
+    cos = next(h.dense for h in en_dense.hits if h.entry_id == 1)
+    assert top.score > cos + 0.5
+
+
+def test_reliability_table_and_ece() -> None:
+    import numpy as np
+
+    from kb.evaluation import reliability
+
+    conf = np.array([0.05, 0.15, 0.95, 0.95, 0.85])
+    right = np.array([False, True, True, False, True])
+    rows, ece = reliability(conf, right, bins=10)
+    assert [(r[2], round(r[4], 2)) for r in rows] == [(1, 0.0), (1, 1.0), (1, 1.0), (2, 0.5)]
+    # |.05-0| + |.15-1| + |.85-1| + 2×|.95-.5| over 5 queries
+    assert ece == pytest.approx((0.05 + 0.85 + 0.15 + 0.9) / 5)
