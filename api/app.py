@@ -8,13 +8,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routers import drafts, faqs, health, public, review, site, suggest, threads
+from api import observability
+from api.health_deps import start_health_loop
+from api.limits import reject_unknown_query_parameters
+from api.routers import (
+    agent_metrics,
+    drafts,
+    editor,
+    faqs,
+    flags,
+    health,
+    outcomes,
+    public,
+    review,
+    site,
+    suggest,
+    threads,
+)
 from api.settings import Settings
 from api.state import Services, build_services
 from indexer.embedding import Embedder
@@ -30,6 +46,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.InvalidTransition: 409,
+    errors.TooLarge: 413,
     errors.RateLimited: 429,
     errors.IndexNotReady: 503,
 }
@@ -40,6 +57,16 @@ def _status_of(exc: errors.DomainError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 400
+
+
+def _error_headers(exc: errors.DomainError, status: int) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, errors.RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    if status == 503:
+        return {"Retry-After": "5"}
+    return None
 
 
 def _open_index(services: Services) -> None:
@@ -69,14 +96,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, embedder=embedder)
         app.state.services = services
+        app.state.metrics.start()  # embedding batch sizes, the index build's included
         if load_in_background:
             threading.Thread(target=_open_index, args=(services,), daemon=True).start()
         else:
             _open_index(services)
         services.start_sync_loop(settings.sync_interval)
+        # Content health in the background (FAQLOOP_HEALTH_INTERVAL; never blocks requests).
+        health_loop = start_health_loop(app.state, services)
         try:
             yield
         finally:
+            health_loop.stop()
+            app.state.metrics.stop()
             services.close()
 
     app = FastAPI(
@@ -84,6 +116,7 @@ def create_app(
         version="0.1.0",
         summary="FAQ suggestions for support replies, and the loop that improves the FAQ.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_parameters)],
     )
 
     @app.exception_handler(errors.DomainError)
@@ -94,7 +127,7 @@ def create_app(
         return JSONResponse(
             {"error": exc.code, "detail": exc.message},
             status_code=status,
-            headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+            headers=_error_headers(exc, status),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -121,11 +154,17 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(suggest.router)
+    app.include_router(outcomes.router)
+    app.include_router(agent_metrics.router)
     app.include_router(faqs.router)
     app.include_router(public.router)
     app.include_router(site.router)
     app.include_router(threads.router)
     app.include_router(drafts.router)
     app.include_router(review.router)
+    app.include_router(flags.router)
+    app.include_router(editor.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # Limits, request ids, JSON logs and /metrics (api/observability.py, api/limits.py).
+    observability.install(app, settings)
     return app

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr
 
-from api.schemas import Lang
+from api.schemas import JsonInt, Lang
 from kb.capture import DraftView, ThreadOutcome, thread_question
 from kb.models import Thread
 
@@ -19,8 +19,10 @@ class PostBody(BaseModel):
     role: str = Field(description="customer or agent.", examples=["customer"])
     author: str = Field("", description="Handle or name; stored only as a keyed hash.")
     text: str = Field(description="The post as written (kept raw; a cleaned copy is derived).")
-    created_at: datetime | str | None = Field(
-        None, description="ISO 8601; naive times are UTC.", examples=["2026-11-20T09:40:00+09:00"]
+    created_at: Annotated[datetime, Strict()] | StrictStr | None = Field(
+        None,
+        description="ISO 8601; naive times are UTC.",
+        examples=["2026-11-20T09:40:00+09:00"],
     )
 
 
@@ -31,15 +33,19 @@ class ThreadBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     channel: str = Field(description="x, instagram, email, ... (twitter is stored as x).")
-    external_id: str | int = Field(
+    external_id: StrictStr | JsonInt = Field(
         description="The thread's id on its channel; with the channel, the key that makes "
-        "sending a thread again an update."
+        "sending a thread again an update.",
     )
     url: str | None = Field(None, description="Link to the thread.")
-    resolved_at: datetime | str | None = Field(
-        None, description="When it was resolved (default: its last post's time, else now)."
+    resolved_at: Annotated[datetime, Strict()] | StrictStr | None = Field(
+        None,
+        description="When it was resolved (default: its last post's time, else now).",
     )
-    faq_id: int | None = Field(None, description="The FAQ the agent linked, if any.")
+    # A string too, as in import files ("12", or "" for none); checked by thread_from_dict.
+    faq_id: JsonInt | StrictStr | None = Field(
+        None, description="The FAQ the agent linked, if any."
+    )
     posts: list[PostBody] = Field(description="In conversation order.")
 
 
@@ -214,7 +220,7 @@ class DraftPublish(BaseModel):
 class DraftMerge(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    faq_id: int = Field(description="The published entry the draft is folded into.")
+    faq_id: JsonInt = Field(description="The published entry the draft is folded into.")
 
 
 class DraftReject(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from api.settings import Settings
 from kb import errors
 
 # Mirrors indexer.confidence.DEFAULT_FEATURES without importing numpy-heavy modules at start.
-DEFAULT_FEATURES_CLI = ("dense_top", "dense_margin", "coverage")
+DEFAULT_FEATURES_CLI = ("dense_top", "dense_margin", "coverage", "japanese")
 
 app = typer.Typer(
     help="faqloop: FAQ suggestions for support replies, and the loop that improves the FAQ.",
@@ -206,8 +207,20 @@ def serve(
         resolve_model_path(s.embedding_model, s.models_dir)
     except ModelNotFound as exc:
         raise fail(str(exc)) from exc
+    from api.observability import configure_logging
+
+    # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
+    # by ours, which leaves out client addresses, query strings and headers.
+    configure_logging(s.log_level, s.log_format)
     application = create_app(s, load_in_background=True)
-    uvicorn.run(application, host=host or s.host, port=port or s.port, log_level="info")
+    uvicorn.run(
+        application,
+        host=host or s.host,
+        port=port or s.port,
+        log_config=None,
+        access_log=False,
+        log_level=s.log_level.lower(),
+    )
 
 
 @app.command("eval")
@@ -349,6 +362,11 @@ def calibrate(
         f"{result.chatter_fit_abstain:.1%} (fit half), {result.chatter_heldout_abstain:.1%} "
         "(held-out half)"
     )
+    for name, (rows, ece) in result.reliability.items():
+        typer.echo(f"reliability on {name} (ECE {ece:.3f}):")
+        typer.echo(f"{'confidence':>14}{'queries':>9}{'mean conf':>11}{'right':>8}")
+        for lo, hi, n, mean_conf, share in rows:
+            typer.echo(f"{lo:>6.1f} - {hi:<5.1f}{n:>9}{mean_conf:>11.3f}{share:>8.3f}")
     typer.echo(f"precision/coverage on {data[0].name} (hybrid):")
     typer.echo(f"{'threshold':>10}{'coverage':>10}{'precision':>11}")
     for t, cov, prec in result.curve:
@@ -420,10 +438,13 @@ def models_build(
 
 def _register_feature_commands() -> None:
     # Feature areas keep their commands in their own modules.
-    from api import cli_capture, cli_site
+    from api import cli_capture, cli_health, cli_ops, cli_replies, cli_site
 
     cli_capture.register(app)
     cli_site.register(app)
+    cli_replies.register(app)
+    cli_ops.register(app)
+    cli_health.register(app)
 
 
 _register_feature_commands()
@@ -431,6 +452,11 @@ _register_feature_commands()
 
 def main() -> None:
     """Entry point of the console script."""
+    # OpenMP threads (torch, FAISS) spin while they wait for work by default. When the CPUs
+    # are shared (replicas, other jobs), spinning threads starve the ones with work: one
+    # post's encode took 1,122 ms (p50) spinning and 48 ms passive on the busy 2-CPU VM.
+    # Must be set before torch or FAISS loads; OMP_WAIT_POLICY=ACTIVE in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app(prog_name="faqloop")
 
 

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Lang = Literal["ja", "en"]
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 5 and 5.0 are integers; true and "5" are not (pydantic's lax
+    # mode would take them, so the API would accept what its schema forbids).
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class ErrorBody(BaseModel):
@@ -20,7 +33,9 @@ class SuggestRequest(BaseModel):
 
     text: str = Field(description="The customer's post.")
     lang: Lang | None = Field(None, description="ja or en; detected from the text when absent.")
-    k: int | None = Field(None, description="How many candidates (1 to the configured maximum).")
+    k: JsonInt | None = Field(
+        None, description="How many candidates (1 to the configured maximum)."
+    )
     channel: str | None = Field(None, max_length=32, description="x, instagram, email, ...")
 
 
@@ -32,6 +47,27 @@ class CandidateRead(BaseModel):
     score: float
 
 
+class TriageRead(BaseModel):
+    advice: Literal["reply", "thank", "skip"]
+    reason: str = Field(description="Why, with the words that decided it.")
+    kind: str = Field(
+        description="question, problem, request, thanks, praise, resolved, "
+        "users_talking, recommendation or unclear."
+    )
+    cue: str | None = None
+
+
+class ReplyRead(BaseModel):
+    text: str = Field(description="A draft the agent can send as it is.")
+    weighted_length: int = Field(description="Length as the channel counts it (X: weighted).")
+    limit: int | None = Field(description="The channel's limit (null: none).")
+    dm_handoff: bool = Field(description="The draft moves the conversation to a DM.")
+    dm_reason: Literal["personal_data", "account_category"] | None = None
+    kind: Literal["answer", "thanks", "dm"]
+    fits: bool = Field(description="Within the limit (false only if even the link is too long).")
+    channel: str | None = None
+
+
 class SuggestResponse(BaseModel):
     suggestion_id: int | None
     candidates: list[CandidateRead]
@@ -40,6 +76,15 @@ class SuggestResponse(BaseModel):
     abstained: bool
     lang: Lang
     latency_ms: float
+    triage: TriageRead | None = None
+    reply: ReplyRead | None = Field(
+        None, description="The reply draft; null when the advice is skip or no FAQ fits."
+    )
+    personal_data: list[str] = Field(
+        default_factory=list,
+        description="Kinds of personal data found in the post (never the data): email, "
+        "phone, order_number, card_number, number, address.",
+    )
 
 
 class RevisionRead(BaseModel):

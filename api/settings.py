@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -57,7 +58,52 @@ class Settings(BaseSettings):
     sync_interval: float = Field(
         5.0, gt=0, description="Seconds between checks for content changed by other processes."
     )
+    batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Longest time a suggest request waits for concurrent ones to be embedded "
+        "together (only while requests arrive close together; 0: never wait, still batch "
+        "requests that queue up while the model is busy).",
+    )
+    batch_max_size: int = Field(
+        32, ge=1, le=1024, description="Most posts embedded in one model call (1: no batching)."
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads per process, applied when the model loads "
+        "(default: torch's own choice, one per core). Set 1 with several replicas on one host.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="Log format of `faqloop serve`: one JSON object per line (request id, "
+        "method, route, status, duration; no secrets or post texts) or plain text.",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (bytes); larger ones get 413. The default "
+        "fits the largest batch of the longest posts (JSON-escaped Japanese).",
+    )
+    suggest_rate_limit: int = Field(
+        600,
+        ge=0,
+        description="Suggest requests one API key may send per `suggest_rate_window` seconds "
+        "(a token bucket, per process; a batch counts one per post; 0: no limit). Over it: "
+        "429 with Retry-After.",
+    )
+    suggest_rate_window: float = Field(
+        60.0, gt=0, description="Window in seconds of `suggest_rate_limit`."
+    )
+    request_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request may take before it is answered 504 (the work is "
+        "abandoned, not killed).",
+    )
     pseudonym_secret: str = Field(
         "faqloop-dev",
         min_length=1,
@@ -92,11 +138,150 @@ class Settings(BaseSettings):
     vote_rate_window: float = Field(
         60.0, gt=0, description="Length in seconds of the sliding window of the vote limits."
     )
+    # Agent reply drafts, triage, batch suggestions and the learnt threshold (README,
+    # "Agent reply drafts").
+    brand_name: str = Field(
+        "Sorami Mobile",
+        min_length=1,
+        description="Brand named in English reply drafts and recognised in posts.",
+    )
+    brand_name_ja: str = Field(
+        "ソラミモバイル",
+        min_length=1,
+        description="Brand named in Japanese reply drafts and recognised in posts.",
+    )
+    brand_handles: str = Field(
+        "SoramiMobile",
+        description="Comma-separated social handles of the brand; a post mentioning only "
+        "other handles is customers talking among themselves.",
+    )
+    agent_name: str = Field(
+        "", max_length=40, description="Agent name in draft greetings and signatures (^name)."
+    )
+    reply_signature: str = Field(
+        "",
+        max_length=60,
+        description="Signature line of drafts (default: ^agent name, or the brand's support).",
+    )
+    account_categories: str = Field(
+        "billing,payments",
+        description="Comma-separated FAQ categories whose drafts hand off to a direct message.",
+    )
+    channel_limits: str = Field(
+        "",
+        description="Reply length limits overriding the defaults, name=limit,... (0: none).",
+    )
+    batch_max: int = Field(
+        100, ge=1, le=10_000, description="Most posts in one POST /v1/suggest/batch (more: 413)."
+    )
+    threshold_learning: bool = Field(
+        True, description="Learn the abstention threshold from the outcomes agents report."
+    )
+    threshold_target_acceptance: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Share of suggestions accepted by agents that the learnt threshold keeps.",
+    )
+    threshold_min_outcomes: int = Field(
+        50, ge=1, description="Outcomes needed before the learnt threshold moves."
+    )
+    threshold_max_shift: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Largest distance of the learnt threshold from the calibrated one.",
+    )
+    threshold_window_days: float = Field(
+        30.0, gt=0, description="Days of outcomes the learnt threshold is computed from."
+    )
+    threshold_refresh_seconds: float = Field(
+        300.0, gt=0, description="Seconds between recomputations of the learnt threshold."
+    )
+
+    # Content health: scores, flags and their thresholds (README, "Content health").
+    health_interval: float = Field(
+        900.0,
+        ge=0,
+        description="Seconds between background recomputes of health scores and flags in "
+        "`faqloop serve` (0: only on demand, `faqloop health`).",
+    )
+    health_min_views: int = Field(
+        100, ge=1, description="Views a revision needs before its helpfulness is judged."
+    )
+    health_min_votes: int = Field(
+        20, ge=1, description="Helpful/not-helpful votes a revision needs before it is judged."
+    )
+    health_min_suggestions: int = Field(
+        20, ge=1, description="Reported suggestion outcomes before acceptance is judged."
+    )
+    health_prior_votes: float = Field(
+        10.0, ge=0, description="Weight, in votes, of the site prior in Bayesian averages."
+    )
+    health_acceptance_margin: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="How far below the typical acceptance rate an article's upper bound must "
+        "be to be flagged low_acceptance.",
+    )
+    health_stale_days: int = Field(
+        180, ge=1, description="Days without a new revision after which an article may be stale."
+    )
+    health_trend_days: int = Field(
+        30, ge=1, description="Length of the two windows compared to see numbers fall."
+    )
+    health_stale_drop: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of views lost between the windows that counts as falling.",
+    )
+    health_significance: float = Field(
+        0.05, gt=0, lt=1, description="Significance level of the before/after and trend tests."
+    )
+    health_duplicate_threshold: float = Field(
+        0.81,
+        gt=0,
+        le=1,
+        description="Duplicate score (0.8 question similarity + 0.2 word overlap) at which two "
+        "articles are flagged as duplicates.",
+    )
+    health_gap_similarity: float = Field(
+        0.905,
+        gt=0,
+        le=1,
+        description="Average cosine similarity for unanswered posts to form one content gap.",
+    )
+    health_gap_min_count: int = Field(
+        5, ge=1, description="Unanswered posts plus failed searches that make a content gap."
+    )
+    health_gap_days: int = Field(
+        30, ge=1, description="Days of abstained posts and failed searches read for gaps."
+    )
+    health_renew_factor: float = Field(
+        2.0,
+        gt=1,
+        description="A dismissed flag returns when its evidence (votes, outcomes, posts) grows "
+        "by this factor.",
+    )
 
     @field_validator("data_dir", "models_dir", "content_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("channel_limits")
+    @classmethod
+    def _valid_channel_limits(cls, value: str) -> str:
+        from kb.channels import parse_channel_limits
+        from kb.errors import InvalidInput
+
+        try:
+            parse_channel_limits(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
     @field_validator("stats_timezone")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Lang
+from api.schemas import JsonInt, Lang
 from kb.site import MAX_COMMENT_CHARS
 
 
@@ -61,8 +61,8 @@ class PublicArticle(PublicArticleLink):
 class VoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    helpful: bool
-    revision_id: int | None = Field(
+    helpful: bool = Field(strict=True)
+    revision_id: JsonInt | None = Field(
         None, description="The revision shown (default: the current one)."
     )
     comment: str | None = Field(
@@ -82,11 +82,11 @@ class VoteResponse(BaseModel):
 class ViewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    revision_id: int | None = Field(
+    revision_id: JsonInt | None = Field(
         None, description="The revision shown (default: the current one)."
     )
     src: Literal["reply", "search", "direct"] = "direct"
-    search_id: int | None = Field(None, description="The search the visitor came from.")
+    search_id: JsonInt | None = Field(None, description="The search the visitor came from.")
 
 
 class ViewResponse(BaseModel):

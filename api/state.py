@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
+from indexer.batching import BatchingEmbedder
 from indexer.confidence import ConfidenceModel, default_confidence_model
 from indexer.embedding import Embedder, load_embedder
 from indexer.tokenizer import default_tokenizer
@@ -35,8 +36,12 @@ class Services:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
-        """Stop background work and release the database."""
+        """Stop background work, let queued encodes finish and release the database."""
         self._stop.set()
+        if isinstance(self.embedder, BatchingEmbedder):
+            self.embedder.close()
+            if self.embedder.stats.requests:
+                log.info("query batching: %s", self.embedder.stats.as_dict())
         self.engine.dispose()
 
     def start_sync_loop(self, interval: float) -> threading.Thread:
@@ -61,7 +66,16 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     if embedder is None:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         embedder = load_embedder(settings.embedding_model, settings.models_dir)
+    # Concurrent suggest requests are embedded together (indexer/batching.py).
+    if not isinstance(embedder, BatchingEmbedder):
+        embedder = BatchingEmbedder(
+            embedder, max_wait_ms=settings.batch_wait_ms, max_batch=settings.batch_max_size
+        )
     calibration = default_confidence_model(embedder.name)
     threshold = (
         settings.abstain_threshold

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from indexer.telemetry import observe_batch_size
+
 Vectors = npt.NDArray[np.float32]
 
 DEFAULT_MODEL = "multilingual-e5-small"
@@ -102,9 +104,11 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def encode_queries(self, texts: list[str]) -> Vectors:
+        observe_batch_size(len(texts), "query")  # one model call: the batch actually formed
         return self._encode(texts, self._query_prompt)
 
     def encode_passages(self, texts: list[str]) -> Vectors:
+        observe_batch_size(len(texts), "passage")
         return self._encode(texts, self._passage_prompt)
 
 

@@ -103,10 +103,13 @@ class IndexStore:
             for f in (*_FILES, MANIFEST):
                 with (tmp / f).open("rb") as fh:
                     os.fsync(fh.fileno())
+            _fsync_dir(tmp)  # the files' names, not only their bytes
             final = self.root / name
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            # The rename must be on disk before CURRENT can point at it (power loss).
+            _fsync_dir(self.root)
             pointer = self.root / f".{CURRENT}.tmp-{os.getpid()}"
             pointer.write_text(name + "\n")
             with pointer.open("rb") as fh:

@@ -66,6 +66,11 @@ class Tokenizer:
         self.stem = stem
         self._local = threading.local()
         self._stemmer = Stemmer.Stemmer("english")
+        # One Sudachi dictionary (a 200 MB memory map) shared by the per-thread tokenizers:
+        # a dictionary per thread cost seconds per new server thread and counted the map
+        # again in the resident memory of every thread that tokenised Japanese.
+        self._dictionary: Any = None
+        self._dictionary_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -78,7 +83,11 @@ class Tokenizer:
             from sudachipy import Dictionary, SplitMode
 
             mode = {"A": SplitMode.A, "B": SplitMode.B, "C": SplitMode.C}[self.ja_mode]
-            tok = Dictionary(dict="core").tokenizer(mode=mode)
+            with self._dictionary_lock:
+                if self._dictionary is None:
+                    self._dictionary = Dictionary(dict="core")
+                dictionary = self._dictionary
+            tok = dictionary.tokenizer(mode=mode)
             self._local.sudachi = tok
         return tok
 
@@ -131,5 +140,5 @@ def _chunks(text: str, size: int) -> list[str]:
 
 @lru_cache(maxsize=1)
 def default_tokenizer() -> Tokenizer:
-    """A shared tokenizer (Sudachi's dictionary is loaded once per thread on first use)."""
+    """A shared tokenizer (Sudachi's dictionary is loaded once, on first use)."""
     return Tokenizer()

@@ -58,6 +58,7 @@ from kb.models import (
     ThreadStatus,
     utcnow,
 )
+from kb.personal_data import mask_personal_data
 from kb.text import LANGUAGES, detect_language
 
 MAX_POSTS = 200
@@ -479,11 +480,13 @@ def _replace_posts(thread: Thread, posts: Sequence[PostIn], secret: str) -> None
     # same (thread, position) has to be ordered within one flush.
     existing = {p.position: p for p in thread.posts}
     for position, post in enumerate(posts):
-        clean = cleaning.clean_post_text(post.text, post.role.value)
+        # Stored posts keep personal data masked (kb.personal_data); links stay.
+        raw = mask_personal_data(post.text)
+        clean = cleaning.clean_post_text(raw, post.role.value)
         values = {
             "role": post.role,
             "author_hash": cleaning.pseudonymize(post.author, secret),
-            "text_raw": post.text,
+            "text_raw": raw,
             "text_clean": clean,
             "created_at": post.created_at,
         }

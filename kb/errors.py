@@ -40,6 +40,12 @@ class IndexNotReady(DomainError):
     code = "index_not_ready"
 
 
+class TooLarge(DomainError):
+    """A request with more items than allowed (e.g. posts in one batch)."""
+
+    code = "too_large"
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
 

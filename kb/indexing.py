@@ -132,6 +132,11 @@ class IndexManager:
         # Change ids applied recently (id -> monotonic time), to spot late commits.
         self._recent: dict[int, float] = {}
         self._write_lock = threading.Lock()
+        # What this process did to its index (reported by /healthz): replicas prove with it
+        # that others' changes arrive incrementally, without full rebuilds.
+        self._rebuilds = 0
+        self._syncs_applied = 0
+        self._entries_applied = 0
 
     @property
     def ready(self) -> bool:
@@ -183,6 +188,7 @@ class IndexManager:
                 self._mark_applied(session, last)
             index = HybridIndex(self.embedder, self.tokenizer, self.fusion)
             index.upsert(docs)
+            self._rebuilds += 1
             return self._save_locked(index, last)
 
     def _mark_applied(self, session: Session, upto: int) -> None:
@@ -230,6 +236,8 @@ class IndexManager:
             self._recent = {c: t for c, t in self._recent.items() if t > horizon}
             last = max(self._last_change_id, *(cid for cid, _ in fresh))
             self._save_locked(index, last)
+            self._syncs_applied += 1
+            self._entries_applied += len(changed)
             return len(changed)
 
     def _save_locked(self, index: HybridIndex, last_change_id: int) -> Manifest:
@@ -250,6 +258,14 @@ class IndexManager:
     ) -> SearchResult:
         """Search the live index."""
         return self.index_or_raise().search(text, k=k, language=language, mode=mode)
+
+    def activity(self) -> dict[str, int]:
+        """Full rebuilds, and incremental updates applied from the feed, by this process."""
+        return {
+            "full_rebuilds": self._rebuilds,
+            "incremental_syncs": self._syncs_applied,
+            "entries_synced": self._entries_applied,
+        }
 
     def describe(self) -> dict[str, object]:
         """Model, generation and counts of the live index."""

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -110,6 +111,12 @@ class SuggestionOutcome(enum.StrEnum):
     sent = "sent"
     edited = "edited"
     rejected = "rejected"
+
+
+class TriageAdvice(enum.StrEnum):
+    reply = "reply"  # a question or a problem
+    thank = "thank"  # thanks or praise: a short thank-you, no link
+    skip = "skip"  # customers talking among themselves: do not interrupt
 
 
 class FlagKind(enum.StrEnum):
@@ -325,13 +332,21 @@ class Suggestion(Base):
     outcome_at: Mapped[datetime | None] = mapped_column()
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The reply draft offered with the suggestion (never containing the post's personal data).
+    triage: Mapped[TriageAdvice | None] = mapped_column(_enum(TriageAdvice, "triage_advice"))
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    dm_handoff: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class PageView(Base):
     """Views of one revision on one day from one source (aggregated counter row)."""
 
     __tablename__ = "page_view"
-    __table_args__ = (UniqueConstraint("revision_id", "day", "source"),)
+    __table_args__ = (
+        UniqueConstraint("revision_id", "day", "source"),
+        # An article's numbers (health page, stats) are read by entry, over days.
+        Index("ix_page_view_entry_id_day", "entry_id", "day"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("faq_entry.id", ondelete="CASCADE"))
@@ -357,7 +372,10 @@ class Vote(Base):
     """A visitor's "was this helpful?" answer for the revision they were shown."""
 
     __tablename__ = "vote"
-    __table_args__ = (UniqueConstraint("revision_id", "visitor_hash"),)
+    __table_args__ = (
+        UniqueConstraint("revision_id", "visitor_hash"),
+        Index("ix_vote_entry_id", "entry_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("faq_entry.id", ondelete="CASCADE"))
@@ -405,7 +423,18 @@ class Flag(Base):
     """Something an editor should look at, with the evidence and an impact score."""
 
     __tablename__ = "flag"
-    __table_args__ = (Index("ix_flag_kind_status", "kind", "status"),)
+    __table_args__ = (
+        Index("ix_flag_kind_status", "kind", "status"),
+        # At most one open flag per problem, even when two recomputes race (CLI and server).
+        Index(
+            "uq_flag_open_kind_key",
+            "kind",
+            "key",
+            unique=True,
+            sqlite_where=sql_text("status = 'open'"),
+            postgresql_where=sql_text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int | None] = mapped_column(
@@ -421,6 +450,16 @@ class Flag(Base):
     resolution: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column()
+    # The revision judged (per-revision kinds): a rewrite starts a new revision, so its flag
+    # is resolved and the new text is judged on its own numbers.
+    revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("faq_revision.id", ondelete="SET NULL")
+    )
+    # Copied from the entry (or the gap's posts) so the queue filters without joins.
+    language: Mapped[str | None] = mapped_column(String(8), index=True)
+    category: Mapped[str | None] = mapped_column(String(64))
+    # The last recompute that confirmed the problem (score and evidence refreshed then).
+    checked_at: Mapped[datetime | None] = mapped_column()
 
 
 class ApiKey(Base):

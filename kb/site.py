@@ -39,6 +39,7 @@ from kb.models import (
     Vote,
     utcnow,
 )
+from kb.personal_data import scrub_personal_data
 from kb.text import LANGUAGES, detect_language, normalize_text
 
 MAX_QUERY_CHARS = 500
@@ -237,27 +238,8 @@ def parse_int(value: str | None) -> int | None:
     return number if 0 < number < 2**31 else None
 
 
-# -- personal data -----------------------------------------------------------------------
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
-# Seven or more digits, possibly split by hyphens or spaces: phone, contract, card numbers.
-# Shorter numbers ("5G", "3GB", "2024年") are the words customers search with.
-_LONG_NUMBER = re.compile(r"\+?\d(?:[\d\s-]{5,}\d)")
-_HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,50}")
-
-
-def scrub_personal_data(text: str) -> str:
-    """Text with e-mail addresses, URLs, @handles and long numbers replaced by placeholders."""
-    text = _EMAIL.sub("<email>", text)
-    text = _URL.sub("<url>", text)
-    text = _HANDLE.sub("<handle>", text)
-
-    def number(match: re.Match[str]) -> str:
-        digits = sum(ch.isdigit() for ch in match.group(0))
-        return "<number>" if digits >= 7 else match.group(0)
-
-    return _LONG_NUMBER.sub(number, text)
+# Personal data (comments, search logs) is masked by kb.personal_data.scrub_personal_data,
+# the one implementation for the whole service.
 
 
 # -- articles ----------------------------------------------------------------------------

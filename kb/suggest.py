@@ -12,6 +12,7 @@ from kb.errors import InvalidInput
 from kb.faqs import entries_by_ids
 from kb.indexing import IndexManager
 from kb.models import EntryStatus, Suggestion
+from kb.personal_data import mask_personal_data
 from kb.text import LANGUAGES, clean_post, detect_language
 
 
@@ -122,7 +123,9 @@ def suggest(
     outcome.latency_ms = round((time.perf_counter() - started) * 1000, 2)
     if record:
         row = Suggestion(
-            text=query,
+            # Searched unmasked (placeholders would be search terms), stored masked; PostgreSQL
+            # text cannot hold NUL.
+            text=mask_personal_data(query).replace("\x00", ""),
             language=language,
             channel=channel,
             candidates=[{"faq_id": c.faq_id, "score": c.score} for c in candidates],

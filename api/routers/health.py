@@ -14,7 +14,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def healthz(services: ServicesDep) -> JSONResponse:
     """200 with index details when ready; 503 while loading or after a load error."""
-    info = services.index.describe()
+    info = {**services.index.describe(), **services.index.activity()}
     if services.index.ready:
         body = Health(status="ready", index=info)
         return JSONResponse(body.model_dump(), status_code=200)

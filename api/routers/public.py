@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.deps import EditorKey, ServicesDep, SessionDep
 from api.render import render_markdown
@@ -100,7 +100,14 @@ def public_search(
     )
 
 
-@router.get("/v1/public/faqs/{slug}", response_model=PublicArticle, responses=_ERRORS)
+@router.get(
+    "/v1/public/faqs/{slug}",
+    response_model=PublicArticle,
+    responses={
+        **_ERRORS,
+        301: {"description": "A merged article: Location is the article it became."},
+    },
+)
 def public_article(
     request: Request,
     response: Response,
@@ -109,12 +116,15 @@ def public_article(
     session: SessionDep,
     state: SiteStateDep,
     visitor: VisitorDep,
-) -> PublicArticle:
-    """A published article by slug (a merged one answers with the article it became).
+) -> PublicArticle | RedirectResponse:
+    """A published article by slug (a merged one answers 301 with the article it became).
 
     Reading it does not count a view: clients that show it report one with POST .../views.
     """
     entry = site.get_article_or_raise(session, slug)
+    if entry.slug != slug:  # merged: links already sent keep working, and say where it went
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/v1/public/faqs/{entry.slug}{query}", status_code=301)
     rev = entry.current_revision
     assert rev is not None
     base = services.settings.base_url

@@ -5,30 +5,38 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AgentKey, ServicesDep, SessionDep
-from api.schemas import CandidateRead, ErrorBody, SuggestRequest, SuggestResponse
-from kb.suggest import Candidate, suggest
+from api.reply_deps import ReplyKitDep
+from api.reply_schemas import BatchItem, BatchRequest, BatchResponse, suggest_response
+from api.schemas import ErrorBody, SuggestRequest, SuggestResponse
+from kb.batch import suggest_batch
+from kb.reply import suggest_with_reply
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
-
-
-def _candidate(c: Candidate) -> CandidateRead:
-    return CandidateRead(faq_id=c.faq_id, slug=c.slug, title=c.title, url=c.url, score=c.score)
 
 
 @router.post(
     "/suggest",
     response_model=SuggestResponse,
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 422, 503)},
 )
 def post_suggest(
-    body: SuggestRequest, services: ServicesDep, session: SessionDep, key: AgentKey
+    body: SuggestRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    key: AgentKey,
+    kit: ReplyKitDep,
 ) -> SuggestResponse:
-    """Rank the FAQs for one post; `abstained` when nothing fits well enough."""
-    out = suggest(
+    """Rank the FAQs for one post; `abstained` when nothing fits well enough.
+
+    Also advises whether to reply (`triage`) and drafts the reply for the post's `channel`
+    (`reply`; see README, "Agent reply drafts").
+    """
+    out = suggest_with_reply(
         session,
         services.index,
         services.calibration,
-        services.policy,
+        kit.suggest_policy(),
+        kit.policy,
         text=body.text,
         lang=body.lang,
         k=body.k,
@@ -36,12 +44,38 @@ def post_suggest(
         api_key_id=key.id,
     )
     session.commit()
-    return SuggestResponse(
-        suggestion_id=out.suggestion_id,
-        candidates=[_candidate(c) for c in out.candidates],
-        best=_candidate(out.best) if out.best else None,
-        confidence=out.confidence,
-        abstained=out.abstained,
-        lang=out.language,
-        latency_ms=out.latency_ms,
+    return suggest_response(out)
+
+
+@router.post(
+    "/suggest/batch",
+    response_model=BatchResponse,
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 503)},
+)
+def post_suggest_batch(
+    body: BatchRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    key: AgentKey,
+    kit: ReplyKitDep,
+) -> BatchResponse:
+    """Suggestions, triage and drafts for up to FAQLOOP_BATCH_MAX posts, in order.
+
+    Every post is checked first: one bad post refuses the whole batch (400, naming it) and
+    nothing is stored; otherwise all are stored together.
+    """
+    results = suggest_batch(
+        session,
+        services.index,
+        services.calibration,
+        kit.suggest_policy(),
+        kit.policy,
+        posts=[p.model_dump() for p in body.posts],
+        channel=body.channel,
+        max_posts=services.settings.batch_max,
+        api_key_id=key.id,
+    )
+    session.commit()
+    return BatchResponse(
+        results=[BatchItem(id=ident, **suggest_response(a).model_dump()) for ident, a in results]
     )

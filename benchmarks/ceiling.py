@@ -1,0 +1,160 @@
+"""The ceiling: the bare model and FAISS, nothing of faqloop around them.
+
+    .venv/bin/python benchmarks/ceiling.py [--queries 300] [--batch-sizes 8 32]
+
+Loads multilingual-e5-small with sentence-transformers straight from its folder, embeds
+the texts faqloop would index for the benchmark knowledge base (title and the answer's
+first paragraph of each of the 1,000 entries, with the `passage: ` prompt) into a FAISS
+IndexFlatIP, then times, in a loop:
+
+- single: embed one post (`query: ` prompt) and search the 10 nearest vectors;
+- batched: embed B posts in one call and search them in one call (B = 8, 32).
+
+No cleaning, no BM25, no database, no HTTP: what any service built on this model and
+index can at best achieve on this machine. Writes benchmarks/results/ceiling.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from benchlib import (
+    knowledge_base,
+    latency_summary,
+    machine,
+    peak_rss_mb,
+    print_table,
+    sample_queries,
+    write_result,
+)
+
+
+def main() -> None:
+    """Measure single and batched encode + search; print and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=300, help="Posts per measurement.")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--json", type=Path, default=None, help="Where to write the results.")
+    args = parser.parse_args()
+
+    import faiss
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    from api.settings import Settings
+    from indexer.embedding import resolve_model_path
+    from kb.indexing import IndexRecipe, entry_docs
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    before = machine()
+    path = resolve_model_path(settings.embedding_model, settings.models_dir)
+    started = time.perf_counter()
+    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    load_s = time.perf_counter() - started
+
+    kb, queries = knowledge_base()
+    recipe = IndexRecipe()
+    texts = [
+        t
+        for n, e in enumerate(kb)
+        for t in entry_docs(n, e.language, e.question, e.answer, [], recipe).dense_texts
+    ]
+    started = time.perf_counter()
+    passages = model.encode(
+        texts, prompt_name="passage", normalize_embeddings=True, batch_size=32
+    ).astype(np.float32)
+    embed_s = time.perf_counter() - started
+    index = faiss.IndexFlatIP(passages.shape[1])
+    index.add(passages)
+
+    posts = [q.text for q in sample_queries(queries, args.queries, seed=1)]
+
+    def encode(batch: list[str]) -> Any:
+        return model.encode(
+            batch, prompt_name="query", normalize_embeddings=True, batch_size=len(batch)
+        ).astype(np.float32)
+
+    for post in posts[:20]:  # warm-up: first calls pay for lazy initialisation
+        index.search(encode([post]), 10)
+
+    single: list[float] = []
+    encode_only: list[float] = []
+    wall = time.perf_counter()
+    for post in posts:
+        t0 = time.perf_counter()
+        vec = encode([post])
+        t1 = time.perf_counter()
+        index.search(vec, 10)
+        single.append((time.perf_counter() - t0) * 1000)
+        encode_only.append((t1 - t0) * 1000)
+    results: dict[str, Any] = {
+        "single": latency_summary(single, time.perf_counter() - wall),
+        "single_encode_only": latency_summary(encode_only, sum(encode_only) / 1000),
+        "batched": {},
+    }
+    for size in args.batch_sizes:
+        batches = [posts[i : i + size] for i in range(0, len(posts) - size + 1, size)]
+        encode(batches[0])  # warm-up at this shape
+        per_batch: list[float] = []
+        wall = time.perf_counter()
+        for batch in batches:
+            t0 = time.perf_counter()
+            index.search(encode(batch), 10)
+            per_batch.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - wall
+        summary = latency_summary(per_batch, elapsed)
+        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
+        results["batched"][str(size)] = summary
+
+    after = machine()
+    body = {
+        "benchmark": "ceiling",
+        "model": settings.embedding_model,
+        "torch_threads": torch.get_num_threads(),
+        "entries": len(kb),
+        "vectors": int(index.ntotal),
+        "model_load_s": round(load_s, 2),
+        "passages_embed_s": round(embed_s, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "machine_before": before,
+        "machine_after": after,
+        **results,
+    }
+    print(
+        f"ceiling: bare {settings.embedding_model} + FAISS IndexFlatIP, {index.ntotal} vectors, "
+        f"torch threads {torch.get_num_threads()}, load {before['load_1min']} -> "
+        f"{after['load_1min']} on {before['cpus']} CPUs"
+    )
+    rows = [
+        [
+            "single (encode + search)",
+            results["single"]["p50_ms"],
+            results["single"]["p95_ms"],
+            results["single"]["p99_ms"],
+            results["single"]["throughput_per_s"],
+        ],
+        [
+            "single, encode only",
+            results["single_encode_only"]["p50_ms"],
+            results["single_encode_only"]["p95_ms"],
+            results["single_encode_only"]["p99_ms"],
+            "",
+        ],
+    ]
+    for size, s in results["batched"].items():
+        rows.append([f"batch of {size}", s["p50_ms"], s["p95_ms"], s["p99_ms"], s["posts_per_s"]])
+    print_table(["mode", "p50 ms", "p95 ms", "p99 ms", "posts/s"], rows)
+    print(f"written to {write_result('ceiling', body, args.json)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Request limits through the real app: body size 413, per-key suggest rate 429 with
+Retry-After, timeouts 504, the batch size limit, unknown query parameters, out-of-range
+numbers; none of them loses or half-writes data."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from api.limits import KeyRateLimiter
+from api.settings import Settings
+from indexer.embedding import CachedEmbedder
+from kb.models import FaqEntry, Suggestion
+
+
+def _count(factory: sessionmaker[Session], model: type) -> int:
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def _app(settings: Settings, embedder: CachedEmbedder, **changes: object) -> TestClient:
+    return TestClient(create_app(settings.model_copy(update=changes), embedder=embedder))
+
+
+def _faq(question: str, answer: str) -> dict[str, object]:
+    return {"question": question, "answer": answer, "category": "plans", "lang": "en"}
+
+
+def test_oversized_bodies_get_413_and_write_nothing(
+    settings: Settings,
+    embedder: CachedEmbedder,
+    seeded: None,
+    editor_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    before = _count(session_factory, FaqEntry)
+    with _app(settings, embedder, max_body_bytes=4096) as client:
+        big = _faq("Can I pause my line?", "x" * 5000)
+        r = client.post("/v1/faqs", json=big, headers=editor_headers)
+        assert r.status_code == 413
+        assert r.json() == {
+            "error": "payload_too_large",
+            "detail": "the request body is larger than 4096 bytes",
+        }
+        assert r.headers["x-request-id"]
+
+        # No Content-Length (chunked upload): refused once the stream passes the limit.
+        def chunks() -> Iterator[bytes]:
+            yield b'{"question": "Can I pause my line?", "answer": "'
+            for _ in range(10):
+                yield b"y" * 1000
+            yield b'", "category": "plans", "lang": "en"}'
+
+        r = client.post(
+            "/v1/faqs",
+            content=chunks(),
+            headers={**editor_headers, "Content-Type": "application/json"},
+        )
+        assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+        assert _count(session_factory, FaqEntry) == before
+
+        # Just under the limit (multi-byte Japanese counts in bytes) the request is served.
+        small = _faq("回線を一時停止できますか？", "はい、できます。" * 100)
+        r = client.post("/v1/faqs", json=small, headers=editor_headers)
+        assert r.status_code == 201, r.text
+        assert _count(session_factory, FaqEntry) == before + 1
+
+
+def test_suggest_is_rate_limited_per_key_with_retry_after(
+    settings: Settings,
+    embedder: CachedEmbedder,
+    seeded: None,
+    agent_headers: dict[str, str],
+    editor_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    with _app(settings, embedder, suggest_rate_limit=3, suggest_rate_window=3600) as client:
+        post = {"text": "eSIMが開通しない"}
+        for _ in range(3):
+            assert client.post("/v1/suggest", json=post, headers=agent_headers).status_code == 200
+        recorded = _count(session_factory, Suggestion)
+        r = client.post("/v1/suggest", json=post, headers=agent_headers)
+        assert r.status_code == 429
+        assert r.json()["error"] == "rate_limited"
+        # 3 per hour: the next token comes after 1200 s.
+        assert 1 <= int(r.headers["Retry-After"]) <= 1200
+        assert _count(session_factory, Suggestion) == recorded  # refused before any work
+        # The batch endpoint shares the key's bucket ...
+        batch = {"posts": [{"text": "my esim wont activate"}]}
+        assert (
+            client.post("/v1/suggest/batch", json=batch, headers=agent_headers).status_code == 429
+        )
+        # ... while another key has its own, and other endpoints are not limited.
+        assert client.post("/v1/suggest", json=post, headers=editor_headers).status_code == 200
+        assert client.get("/v1/faqs", headers=agent_headers).status_code == 200
+        # No key: the request goes through to its 401, not to the limiter.
+        assert client.post("/v1/suggest", json=post).status_code == 401
+
+
+def test_a_batch_costs_one_token_per_post(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    with _app(settings, embedder, suggest_rate_limit=4, suggest_rate_window=3600) as client:
+        posts = [{"text": t} for t in ("eSIMが開通しない", "forgot my password", "圏外になる")]
+        r = client.post("/v1/suggest/batch", json={"posts": posts}, headers=agent_headers)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["results"]) == 3
+        # 1 token left: a second batch of 3 is refused, a single suggest still passes.
+        r = client.post("/v1/suggest/batch", json={"posts": posts}, headers=agent_headers)
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        one = {"text": "forgot my password"}
+        assert client.post("/v1/suggest", json=one, headers=agent_headers).status_code == 200
+
+
+def test_rate_limiter_refills_over_time() -> None:
+    now = [1000.0]
+    limiter = KeyRateLimiter(2, 10.0, clock=lambda: now[0])
+    assert limiter.take("a") == 0 and limiter.take("a") == 0
+    assert limiter.take("a") == pytest.approx(5.0)  # 2 per 10 s: one token every 5 s
+    assert limiter.take("b") == 0  # keys are independent
+    now[0] += 5.0
+    assert limiter.take("a") == 0
+    assert limiter.take("a", cost=2) == pytest.approx(10.0)
+    now[0] += 100.0  # a full bucket never holds more than the limit
+    assert limiter.take("a", cost=2) == 0 and limiter.take("a") > 0
+
+
+def test_rate_limiter_forgets_the_oldest_keys_past_its_bound() -> None:
+    limiter = KeyRateLimiter(1, 60.0, max_keys=3)
+    for key in "abcd":
+        assert limiter.take(key) == 0
+    assert limiter.take("d") > 0  # remembered
+    assert limiter.take("a") == 0  # forgotten: starts full again
+
+
+def test_batch_size_limit_is_enforced(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    with _app(settings, embedder, batch_max=3) as client:
+        posts = [{"text": f"forgot my password {i}"} for i in range(4)]
+        r = client.post("/v1/suggest/batch", json={"posts": posts}, headers=agent_headers)
+        assert r.status_code == 413 and r.json()["error"] != "payload_too_large"
+        r = client.post("/v1/suggest/batch", json={"posts": posts[:3]}, headers=agent_headers)
+        assert r.status_code == 200
+
+
+def test_slow_requests_get_504_and_fast_ones_are_untouched(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    app = create_app(settings.model_copy(update={"request_timeout": 0.5}), embedder=embedder)
+    release = threading.Event()
+    finished = threading.Event()
+
+    @app.get("/v1/test-slow")
+    def slow() -> dict[str, str]:
+        release.wait(30)  # held until the test has seen the 504
+        finished.set()
+        return {"status": "late"}
+
+    with TestClient(app) as client:
+        r = client.get("/v1/test-slow", headers={"X-Request-ID": "slow-1"})
+        assert r.status_code == 504
+        assert r.json()["error"] == "timeout" and "0.5 s" in r.json()["detail"]
+        assert r.headers["x-request-id"] == "slow-1"
+        release.set()
+        assert finished.wait(30)  # the abandoned handler ran to its end in the background
+        assert client.get("/v1/faqs", headers=agent_headers).status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'route="/v1/test-slow",status="504"' in metrics
+
+
+def test_unknown_query_parameters_are_refused_on_the_api_only(
+    client: TestClient, agent_headers: dict[str, str]
+) -> None:
+    r = client.get("/v1/faqs?lang=ja&categroy=billing", headers=agent_headers)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"loc": ["query", "categroy"], "msg": "unknown query parameter", "type": "extra_forbidden"}
+    ]
+    assert client.get("/v1/faqs?lang=ja&category=billing", headers=agent_headers).status_code == 200
+    # Links into the public site carry campaign parameters; pages ignore them.
+    assert client.get("/?utm_source=x&lang=ja").status_code == 200
+
+
+def test_numbers_beyond_the_database_range_are_a_400(
+    client: TestClient, agent_headers: dict[str, str], editor_headers: dict[str, str]
+) -> None:
+    huge = 10**30
+    for path in (f"/v1/faqs/{huge}", f"/v1/threads?faq_id={huge}", f"/v1/faqs?offset={huge}"):
+        r = client.get(path, headers=agent_headers)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == "invalid_input"
+    r = client.post("/v1/public/faqs/esim-iphone-activate/views", json={"revision_id": huge})
+    assert r.status_code == 400
+    r = client.get("/v1/faqs/1", headers=agent_headers)
+    assert r.status_code == 200  # the app is fine afterwards
+
+
+def test_json_integers_are_integers(client: TestClient, agent_headers: dict[str, str]) -> None:
+    # JSON Schema's integer: 3 and 3.0 are; true and "3" are not (as the OpenAPI schema says).
+    for k, status in ((3, 200), (3.0, 200), (True, 422), ("3", 422), (2.5, 422)):
+        r = client.post(
+            "/v1/suggest", json={"text": "forgot my password", "k": k}, headers=agent_headers
+        )
+        assert r.status_code == status, (k, r.text)
+
+
+def test_limits_are_in_the_openapi_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    suggest = paths["/v1/suggest"]["post"]["responses"]
+    assert {"400", "401", "403", "413", "422", "429", "503", "504"} <= set(suggest)
+    assert "Retry-After" in suggest["429"]["headers"]
+    faq = paths["/v1/faqs/{faq_id}"]["get"]["responses"]
+    assert {"400", "401", "403", "504"} <= set(faq) and "413" not in faq
+    assert "security" not in paths["/v1/public/search"]["get"]  # the site's API needs no key
+    assert paths["/v1/faqs"]["get"]["security"] == [{"HTTPBearer": []}]
