@@ -9,7 +9,7 @@ PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install model setup run test lint pytest chromium clean
+.PHONY: install model setup run test lint pytest chromium clean bench bench-quick bench-peer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,20 @@ pytest: model chromium
 	else echo "== PostgreSQL not reachable: database tests ran on SQLite only"; fi
 
 test: lint pytest
+
+# Scale and speed benchmarks (README "Scale and speed"): figures, never timed tests. They use
+# PostgreSQL when it answers on 127.0.0.1:5432 (the load test's replicas share it).
+bench: model bench-peer
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: model
+	$(BIN)/python benchmarks/run_all.py --quick
+
+# txtai, the peer of benchmarks/peer_txtai.py: benchmark only, never a faqloop dependency.
+# The installed packages are constraints, so installing it changes nothing faqloop uses.
+bench-peer: install
+	$(BIN)/pip freeze --exclude-editable > $(VENV)/bench-constraints.txt
+	$(BIN)/pip install --quiet -r benchmarks/requirements-peer.txt -c $(VENV)/bench-constraints.txt
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache

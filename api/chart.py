@@ -19,6 +19,7 @@ PALETTE = ("#2f6db3", "#c4591a", "#2e8540", "#8e44ad", "#b8860b", "#008b8b", "#b
 LINE = "#1b1b1b"
 GRID = "#d0d4d9"
 TEXT = "#3b4148"
+RATIO_MIN_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def health_chart_svg(
     height: int = 280,
 ) -> str:
     """Bars of views per day (or week, or month), coloured by revision; the helpful ratio of
-    each period with votes as points joined within one revision; a dashed line where each
-    revision went live."""
+    each period with votes (at least a week) as points joined within one revision; a dashed
+    line where each revision went live."""
     colour = {m.revision_id: PALETTE[i % len(PALETTE)] for i, m in enumerate(revisions)}
     label = {m.revision_id: m.label for m in revisions}
     left, right, top, bottom = 52, 56, 16, 58
@@ -107,12 +108,23 @@ def health_chart_svg(
     size = bucket_days((last - first).days + 1)
     n_buckets = (last - first).days // size + 1
     views: list[dict[int, int]] = [{} for _ in range(n_buckets)]
-    votes: list[dict[int, tuple[int, int]]] = [{} for _ in range(n_buckets)]
+    # The ratio needs more votes than a day brings: at least weekly periods for it.
+    ratio_size = max(size, RATIO_MIN_DAYS)
+    n_ratio = (last - first).days // ratio_size + 1
+    # Per ratio period and revision: helpful, not helpful, first and last day offset seen.
+    votes: list[dict[int, tuple[int, int, int, int]]] = [{} for _ in range(n_ratio)]
     for p in points:
         b = (p.day - first).days // size
         views[b][p.revision_id] = views[b].get(p.revision_id, 0) + p.views
-        yes, no = votes[b].get(p.revision_id, (0, 0))
-        votes[b][p.revision_id] = (yes + p.helpful, no + p.not_helpful)
+        offset = (p.day - first).days
+        rb = offset // ratio_size
+        yes, no, lo, hi = votes[rb].get(p.revision_id, (0, 0, offset, offset))
+        votes[rb][p.revision_id] = (
+            yes + p.helpful,
+            no + p.not_helpful,
+            min(lo, offset),
+            max(hi, offset),
+        )
     top_views = nice_ceiling(max((sum(v.values()) for v in views), default=0))
     bar_w = plot_w / n_buckets
 
@@ -177,12 +189,14 @@ def health_chart_svg(
         )
     # Helpful ratio: one point per period and revision with votes; joined within a revision.
     runs: dict[int, list[tuple[float, float, int, int]]] = {}
-    for b, tallies in enumerate(votes):
-        for revision_id, (yes, no) in tallies.items():
+    for tallies in votes:
+        for revision_id, (yes, no, lo, hi) in tallies.items():
             if yes + no == 0:
                 continue
             ratio = yes / (yes + no)
-            runs.setdefault(revision_id, []).append((x_of(b + 0.5), y_ratio(ratio), yes, yes + no))
+            # In the middle of the days this revision has in the period (not across a rewrite).
+            x = x_of((lo + hi + 1) / 2 / size)
+            runs.setdefault(revision_id, []).append((x, y_ratio(ratio), yes, yes + no))
     for revision_id, pts in sorted(runs.items()):
         if len(pts) > 1:
             path = " ".join(f"{_num(x)},{_num(y)}" for x, y, _, _ in pts)

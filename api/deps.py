@@ -48,7 +48,13 @@ def require(role: Role) -> Callable[..., ApiKey]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
     ) -> ApiKey:
         token = credentials.credentials.strip() if credentials else None
-        return authenticate(session, token or None, needs=role)
+        key = authenticate(session, token or None, needs=role)
+        # End the read-only transaction of the lookup, so the request does not hold a pooled
+        # connection while it waits for the model (micro-batched suggest requests would
+        # otherwise be capped by the pool size, and a second session opened by the handler
+        # could wait on a pool its own request helped exhaust). Loaded attributes are kept.
+        session.commit()
+        return key
 
     return dependency
 

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ from kb.capture import QuestionVectors
 from kb.db import session_scope
 from kb.errors import IndexNotReady
 from kb.health import HealthPolicy, SiteBaseline, compute_baseline
-from kb.models import EntryStatus, FaqEntry
+from kb.models import EntryStatus, FaqEntry, utcnow
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -63,6 +64,12 @@ class HealthKit:
     # One recompute at a time per process (the loop and an editor's "recompute now").
     running: threading.Lock = field(default_factory=threading.Lock)
     _baseline: tuple[float, SiteBaseline] | None = None
+    last_report: flags.RecomputeReport | None = None
+    last_error: str | None = None
+    finished_at: datetime | None = None
+    completed: int = 0  # recomputes finished (or failed) in this process
+    _worker: threading.Thread | None = None
+    _start_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def baseline(self) -> SiteBaseline:
         """The site's baseline, from the last recompute or computed (kept BASELINE_TTL s)."""
@@ -122,6 +129,40 @@ class HealthKit:
                     time.sleep(0.2 * (attempt + 1))
         if report.baseline is not None:
             self._baseline = (time.monotonic(), report.baseline)
+        self.last_report, self.last_error = report, None
+        self.finished_at = utcnow()
+        self.completed += 1
+        return report
+
+    def recompute_in_background(self) -> bool:
+        """Start a recompute in a daemon thread; False when one is already under way."""
+        with self._start_lock:
+            if self._worker is not None and self._worker.is_alive():
+                return False
+            self._worker = threading.Thread(
+                target=self.recompute_logged, name="faqloop-health-now", daemon=True
+            )
+            self._worker.start()
+            return True
+
+    @property
+    def busy(self) -> bool:
+        """Whether a recompute runs now (in the background or the loop)."""
+        worker = self._worker
+        return (worker is not None and worker.is_alive()) or self.running.locked()
+
+    def recompute_logged(self) -> flags.RecomputeReport | None:
+        """Recompute; log the outcome, keep the error for the status, never raise."""
+        started = time.perf_counter()
+        try:
+            report = self.recompute()
+        except Exception as exc:  # keep serving; the status says what happened
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.finished_at = utcnow()
+            self.completed += 1
+            log.exception("health recompute failed")
+            return None
+        log.info("health recomputed in %.1f s: %s", time.perf_counter() - started, report.as_dict())
         return report
 
 
@@ -165,8 +206,6 @@ class HealthLoop:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_report: flags.RecomputeReport | None = None
-        self.last_error: str | None = None
 
     def start(self) -> HealthLoop:
         """Start the thread (nothing when the interval is 0)."""
@@ -175,24 +214,17 @@ class HealthLoop:
             self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Ask the thread to stop after its current recompute."""
+    def stop(self, wait: float = 30.0) -> None:
+        """Stop the loop; wait up to `wait` s for a recompute under way (before the engine
+        is disposed under it)."""
         self._stop.set()
+        for thread in (self._thread, self.kit._worker):
+            if thread is not None and thread.is_alive():
+                thread.join(wait)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            started = time.perf_counter()
-            try:
-                self.last_report = self.kit.recompute()
-                self.last_error = None
-                log.info(
-                    "health recomputed in %.1f s: %s",
-                    time.perf_counter() - started,
-                    self.last_report.as_dict(),
-                )
-            except Exception as exc:  # keep serving; try again next time
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("health recompute failed")
+            self.kit.recompute_logged()
 
 
 def start_health_loop(app_state: object, services: Services) -> HealthLoop:

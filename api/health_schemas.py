@@ -76,6 +76,15 @@ class RecomputeRead(BaseModel):
     baseline: dict[str, Any] | None
 
 
+class RecomputeStatus(BaseModel):
+    running: bool = Field(description="A recompute is under way.")
+    started: bool = Field(description="This request started one (POST only).")
+    completed: int = Field(description="Recomputes finished since the process started.")
+    finished_at: datetime | None
+    last_error: str | None
+    last: RecomputeRead | None = Field(description="What the last finished recompute did.")
+
+
 class ProportionRead(BaseModel):
     successes: int
     n: int

@@ -63,11 +63,14 @@ class Settings(BaseSettings):
         ge=0,
         le=100,
         description="Longest time a suggest request waits for concurrent ones to be embedded "
-        "together (only while requests arrive close together; 0: never wait, still batch "
-        "requests that queue up while the model is busy).",
+        "together (only while recent requests found the model busy; 0: never wait, still "
+        "batch requests that queue up while the model is busy).",
     )
-    batch_max_size: int = Field(
-        32, ge=1, le=1024, description="Most posts embedded in one model call (1: no batching)."
+    embed_batch_max: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Most posts the micro-batcher embeds in one model call (1: no micro-batching).",
     )
     torch_threads: int | None = Field(
         None,

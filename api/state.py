@@ -74,7 +74,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
     # Concurrent suggest requests are embedded together (indexer/batching.py).
     if not isinstance(embedder, BatchingEmbedder):
         embedder = BatchingEmbedder(
-            embedder, max_wait_ms=settings.batch_wait_ms, max_batch=settings.batch_max_size
+            embedder, max_wait_ms=settings.batch_wait_ms, max_batch=settings.embed_batch_max
         )
     calibration = default_confidence_model(embedder.name)
     threshold = (

@@ -8,7 +8,7 @@ first paragraph of each of the 1,000 entries, with the `passage: ` prompt) into 
 IndexFlatIP, then times, in a loop:
 
 - single: embed one post (`query: ` prompt) and search the 10 nearest vectors;
-- batched: embed B posts in one call and search them in one call (B = 8, 32).
+- batched: embed B posts in one call and search them in one call (B = 8, 16, 32).
 
 No cleaning, no BM25, no database, no HTTP: what any service built on this model and
 index can at best achieve on this machine. Writes benchmarks/results/ceiling.json.
@@ -37,7 +37,7 @@ def main() -> None:
     """Measure single and batched encode + search; print and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=300, help="Posts per measurement.")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--json", type=Path, default=None, help="Where to write the results.")
     args = parser.parse_args()
 

@@ -124,6 +124,12 @@ async def load(
                 elif done > warmup and done % SAMPLE_EVERY == 0:
                     sample("")
 
+    # One request per replica first, alone: lazily built per-process state (the learnt
+    # threshold, the first model call) is then in place before the crowd arrives.
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=300) as http:
+        for base in bases:
+            r = await http.post(f"{base}/v1/suggest", json={"text": posts[0]})
+            r.raise_for_status()
     sample("ready")
     await asyncio.gather(*(client() for _ in range(concurrency)))
     wall = time.perf_counter() - started

@@ -19,13 +19,17 @@ Configurations: faqloop dense and txtai dense (same model, same texts, same exac
 recall must be equal, so the latency comparison is at equal recall), and each one's
 hybrid (faqloop: FAISS + BM25 with Sudachi for Japanese, fused; txtai: its hybrid with its
 own BM25 and tokenizer). Reports recall@1, hit@1, MRR@10, recall@10 and p50/p95/p99
-latency per query. Writes benchmarks/results/peer_txtai.json.
+latency per query, then the dense pair again from 8 concurrent clients (faqloop's
+micro-batcher embeds concurrent posts together; txtai encodes each on its own).
+Writes benchmarks/results/peer_txtai.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=0, help="Default: every query (1,417).")
     parser.add_argument("--no-hybrid", action="store_true", help="Dense configurations only.")
+    parser.add_argument("--clients", type=int, default=8, help="Concurrent clients (1: skip).")
+    parser.add_argument("--concurrent-queries", type=int, default=400)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     try:
@@ -98,6 +104,7 @@ def main() -> None:
         sys.exit(f"peer_txtai: {message}")
 
     from api.settings import Settings
+    from indexer.batching import BatchingEmbedder
     from indexer.embedding import load_embedder, resolve_model_path
     from indexer.search import HybridIndex
     from indexer.tokenizer import default_tokenizer
@@ -179,6 +186,22 @@ def main() -> None:
                 totals[name][metric] = totals[name].get(metric, 0.0) + value
             hit1[name] += int(bool(ids) and ids[0] in q.relevant)
 
+    # Concurrent clients: faqloop's micro-batcher embeds their posts together; txtai
+    # encodes each query on its own (both from the same threads, dense, same queries).
+    concurrent: dict[str, Any] = {}
+    if args.clients > 1:
+        batched = HybridIndex(BatchingEmbedder(embedder), default_tokenizer())
+        batched.upsert(docs)  # passages come from the embedder's cache
+        runners = {
+            "faqloop dense": lambda text, lang: batched.search(
+                text, k=10, language=lang, mode="dense"
+            ),
+            "txtai dense": lambda text, lang: peers["txtai dense"].search(text, lang, langs, 10),
+        }
+        posts = [normalize_text(q.text) for q in queries[: args.concurrent_queries]]
+        for name, run in runners.items():
+            concurrent[name] = _concurrently(run, posts, args.clients, detect_language)
+
     n = len(queries)
     results: dict[str, Any] = {}
     for name in systems:
@@ -200,6 +223,8 @@ def main() -> None:
         "machine_before": before,
         "machine_after": after,
         "results": results,
+        "concurrent_clients": args.clients,
+        "concurrent": concurrent,
     }
     print(
         f"faqloop vs txtai {_version()}: {len(kb)} entries, {len(dense_texts)} texts, {n} "
@@ -234,7 +259,45 @@ def main() -> None:
             for name, r in results.items()
         ],
     )
+    if concurrent:
+        print(f"{args.clients} concurrent clients, dense, {len(posts)} queries:")
+        print_table(
+            ["system", "p50 ms", "p95 ms", "queries/s"],
+            [
+                [name, c["p50_ms"], c["p95_ms"], c["throughput_per_s"]]
+                for name, c in concurrent.items()
+            ],
+        )
     print(f"written to {write_result('peer_txtai', body, args.json)}")
+
+
+def _concurrently(run: Any, posts: list[str], clients: int, detect: Any) -> dict[str, Any]:
+    """Run every post through `run` from `clients` threads; latency and throughput."""
+    work: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for post in posts:
+        work.put(post)
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            try:
+                post = work.get_nowait()
+            except queue.Empty:
+                return
+            t0 = time.perf_counter()
+            run(post, detect(post))
+            elapsed = (time.perf_counter() - t0) * 1000
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    wall = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latency_summary(latencies, time.perf_counter() - wall)
 
 
 def _docs(n: int, e: KbEntry, recipe: Any, entry_docs: Any) -> Any:

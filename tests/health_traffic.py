@@ -4,8 +4,11 @@ votes, suggestions with outcomes, abstained posts, failed searches), nothing moc
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import date, datetime, timedelta
+from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -165,3 +168,30 @@ def backdate_revision(session: Session, entry: FaqEntry, days: int) -> None:
     assert rev is not None
     rev.created_at = utcnow() - timedelta(days=days)
     session.flush()
+
+
+def recompute_via_api(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
+    """Start a recompute through the API and wait for it; return what it did.
+
+    The wait has a generous bound only so a hung recompute fails the test instead of
+    blocking the suite; nothing here measures speed.
+    """
+    bound = time.monotonic() + 900
+    while True:
+        r = client.post("/v1/health/recompute", headers=headers)
+        assert r.status_code == 202, r.text
+        status = r.json()
+        if status["started"]:
+            break
+        assert time.monotonic() < bound, "an earlier recompute never finished"
+        time.sleep(0.1)
+    target = status["completed"] + 1
+    while True:
+        status = client.get("/v1/health/recompute", headers=headers).json()
+        if status["completed"] >= target and not status["running"]:
+            break
+        assert time.monotonic() < bound, "the recompute never finished"
+        time.sleep(0.1)
+    assert status["last_error"] is None, status["last_error"]
+    assert status["last"] is not None
+    return dict(status["last"])

@@ -310,7 +310,7 @@ def test_invalid_limits_are_rejected() -> None:
 def test_services_batch_queries_as_configured(
     settings: Settings, embedder: CachedEmbedder, tmp_path: Path
 ) -> None:
-    tuned = settings.model_copy(update={"batch_wait_ms": 3.5, "batch_max_size": 7})
+    tuned = settings.model_copy(update={"batch_wait_ms": 3.5, "embed_batch_max": 7})
     services = build_services(tuned, embedder=embedder)
     try:
         assert isinstance(services.embedder, BatchingEmbedder)

@@ -285,7 +285,7 @@ def test_import_killed_midway_keeps_whole_threads_and_reruns_without_duplicates(
 ) -> None:
     assert _run(env, "reindex").returncode == 0  # the import then loads it instead of building
     threads_file = tmp_path / "threads.jsonl"
-    n = 240
+    n = 120
     expected = _thread_file(threads_file, n)
     log = tmp_path / "import.log"
     proc = _start(env, "import-threads", str(threads_file), "--batch-size", "20", log=log)

@@ -43,6 +43,7 @@ from tests.health_traffic import (
     add_views,
     add_votes,
     backdate_revision,
+    recompute_via_api,
 )
 
 POLICY = HealthPolicy(min_views=50, min_votes=10, min_suggestions=10, stale_days=90)
@@ -481,9 +482,8 @@ def test_flags_api_lists_filters_and_needs_an_editor(
         bad = entries[0].id
     assert client.get("/v1/flags", headers=agent_headers).status_code == 403
     assert client.get("/v1/flags").status_code == 401
-    r = client.post("/v1/health/recompute", headers=editor_headers)
-    assert r.status_code == 200, r.text
-    assert r.json()["created"]["low_helpfulness"] >= 1
+    report = recompute_via_api(client, editor_headers)
+    assert report["created"]["low_helpfulness"] >= 1
     body = client.get("/v1/flags", headers=editor_headers).json()
     scores = [f["score"] for f in body["items"]]
     assert scores == sorted(scores, reverse=True) and body["total"] == len(body["items"])
@@ -526,7 +526,7 @@ def test_health_endpoint_and_rewrite_endpoint(
         entries = _entries(s)
         _traffic(s, entries)
         bad = entries[0].id
-    client.post("/v1/health/recompute", headers=editor_headers)
+    recompute_via_api(client, editor_headers)
     r = client.get(f"/v1/faqs/{bad}/health", headers=editor_headers)
     assert r.status_code == 200
     body = r.json()

@@ -29,6 +29,7 @@ from indexer.embedding import CachedEmbedder
 # Per operation and generation mode (about 30 operations × 2 modes); raise it for a deeper
 # run, e.g. FAQLOOP_FUZZ_EXAMPLES=200.
 EXAMPLES = int(os.environ.get("FAQLOOP_FUZZ_EXAMPLES", "12"))
+CLIENT_TIMEOUT = 120
 # Schema-valid requests must be accepted, except for the rules JSON Schema cannot state and
 # the API documents as 400 (`k` above the configured maximum, a post that is empty once
 # cleaned), and for answers about state (unknown id 404, conflict 409). A 422 here would
@@ -75,7 +76,9 @@ def _run_operation(
         nonlocal calls
         calls += 1
         try:
-            case.call_and_validate(headers=dict(headers))
+            # The app answers 504 itself after FAQLOOP_REQUEST_TIMEOUT (30 s); the client
+            # waits longer than that so a slow operation is judged by the app's answer.
+            case.call_and_validate(headers=dict(headers), timeout=CLIENT_TIMEOUT)
         except (AssertionError, FailureGroup) as exc:
             failures.append(str(exc)[:4000])
 

@@ -93,7 +93,7 @@ def test_wilson_without_trials_says_nothing_and_rejects_nonsense() -> None:
 @given(
     trials(),
     st.floats(min_value=0.0, max_value=1.0),
-    st.floats(min_value=0.0, max_value=1000.0),
+    st.floats(min_value=0.0, max_value=1000.0, allow_subnormal=False),
 )
 def test_bayesian_average_lies_between_ratio_and_prior(
     kn: tuple[int, int], prior: float, weight: float
@@ -241,10 +241,18 @@ def test_chart_draws_bars_per_revision_points_and_the_rewrite_line() -> None:
     bars = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
     assert len(bars) == 20
     assert {b.get("fill") for b in bars[:10]} != {b.get("fill") for b in bars[10:]}
-    assert len(list(root.iter(f"{ns}circle"))) == 20 + 1  # 20 ratio points + legend
+    # The ratio is drawn per week: r1 has days 0-9 (weeks 1, 2), r2 days 10-19 (weeks 2, 3);
+    # each day brings 10 votes (r1: 2 helpful, r2: 9).
+    points = [c for c in root.iter(f"{ns}circle") if c.find(f"{ns}title") is not None]
+    tips = sorted(t.text or "" for c in points for t in c.iter(f"{ns}title"))
+    assert tips == [f"r1: {2 * 7}/70", f"r1: {2 * 3}/30", f"r2: {9 * 4}/40", f"r2: {9 * 6}/60"]
     assert len(list(root.iter(f"{ns}polyline"))) == 2  # one ratio line per revision
     dashed = [ln for ln in root.iter(f"{ns}line") if ln.get("stroke-dasharray")]
     assert len(dashed) == 2
+    rewrite_x = float(dashed[1].get("x1") or 0)
+    for c in points:  # each revision's points sit on its own side of the rewrite
+        tip = "".join(t.text or "" for t in c.iter(f"{ns}title"))
+        assert (float(c.get("cx") or 0) > rewrite_x) == tip.startswith("r2")
     assert "Views <&> helpful" in "".join(root.itertext())  # escaped, then parsed back
     empty = _svg([], [])
     assert "none" in "".join(empty.itertext())

@@ -33,7 +33,7 @@ from kb.faqs import load_articles
 from kb.models import FaqEntry, FaqRevision, ViewSource, utcnow
 from kb.suggest import suggest
 from kb.text import normalize_text
-from tests.health_traffic import add_outcomes, add_views
+from tests.health_traffic import add_outcomes, add_views, recompute_via_api
 from tests.health_traffic import add_votes as add_vote_rows
 
 TOPICS = [
@@ -205,8 +205,7 @@ def test_simulation_flags_exactly_the_problems_and_rewrites_fix_them(
     print(f"\nmissing topic: {abstained} of 18 posts abstained, {searched} of 2 searches failed")
     assert abstained + searched >= 5  # enough for a gap, or the scenario says nothing
 
-    r = client.post("/v1/health/recompute", headers=editor_headers)
-    assert r.status_code == 200, r.text
+    recompute_via_api(client, editor_headers)
     listed = client.get("/v1/flags", params={"limit": 500}, headers=editor_headers).json()
     found = {(f["kind"], f["faq_id"]) for f in listed["items"]}
     expected = {("low_helpfulness", ids[slug]) for slug in BAD}
@@ -276,9 +275,7 @@ def test_simulation_flags_exactly_the_problems_and_rewrites_fix_them(
             entry = s.get(FaqEntry, ids[slug])
             assert entry is not None
             _traffic(s, entry, start=after, days=AFTER_DAYS, rate=0.8, rng=rng, views_per_day=12)
-    r = client.post("/v1/health/recompute", headers=editor_headers)
-    assert r.status_code == 200
-    report = r.json()
+    report = recompute_via_api(client, editor_headers)
     assert report["resolved"] == {"content_gap": 1}  # the others were resolved by the actions
     assert report["created"] == {} and report["open"] == 0
     assert client.get("/v1/flags", headers=editor_headers).json()["total"] == 0

@@ -80,7 +80,7 @@ def test_access_log_has_the_request_and_no_secrets_or_personal_data(
     cookie = article.cookies.get("fql_v") or client.cookies.get("fql_v")
     assert cookie
     client.get("/search", params={"q": SEARCH_TEXT})
-    client.get(f"/v1/faqs/{r.json()['best']['faq_id']}", headers=agent_headers)
+    client.get(f"/v1/faqs/{r.json()['candidates'][0]['faq_id']}", headers=agent_headers)
     client.get("/v1/faqs", headers={"Authorization": f"Bearer {key}x"})  # a wrong key: 401
     client.get("/v1/public/faqs/電話090-1234-5678")  # personal data typed into a URL
 

@@ -116,7 +116,7 @@ UI: dict[str, dict[str, str]] = {
         "done_rewritten": "Rewritten. The new revision is live and starts with clean numbers.",
         "done_merged": "Merged. The old URL redirects here.",
         "done_dismissed": "Dismissed. It stays quiet until new evidence arrives.",
-        "done_recomputed": "Recomputed.",
+        "done_recomputing": "Recompute started; reload this page in a moment for the new flags.",
         "low_helpfulness": "low helpfulness",
         "low_acceptance": "low acceptance",
         "duplicate": "duplicate",
@@ -208,7 +208,7 @@ UI: dict[str, dict[str, str]] = {
         "done_rewritten": "書き直しました。新しい版が公開され、数値はゼロから数えます。",
         "done_merged": "統合しました。古いURLはこの記事へ転送されます。",
         "done_dismissed": "対応不要にしました。新しい根拠が出るまで再表示されません。",
-        "done_recomputed": "再計算しました。",
+        "done_recomputing": "再計算を開始しました。しばらくしてから再読み込みしてください。",
         "low_helpfulness": "役に立たない",
         "low_acceptance": "採用されない",
         "duplicate": "重複",
@@ -224,7 +224,7 @@ UI: dict[str, dict[str, str]] = {
         "sum_stale": "{days} 日間更新なし。{rule}",
     },
 }
-DONE = ("rewritten", "merged", "dismissed", "recomputed")
+DONE = ("rewritten", "merged", "dismissed", "recomputing")
 STATUSES = ("open", "resolved", "dismissed", "all")
 
 
@@ -364,13 +364,13 @@ def recompute(
     kit: HealthDep,
     csrf: Annotated[str | None, Form()] = None,
 ) -> Response:
-    """Recompute scores and flags now, then back to the queue."""
+    """Start recomputing scores and flags in the background, then back to the queue."""
     editor = current_editor(request, session)
     if editor is None:
         return login_redirect(request)
     check_csrf(editor, csrf)
-    kit.recompute()
-    return RedirectResponse("/review/health?done=recomputed", status_code=303)
+    kit.recompute_in_background()
+    return RedirectResponse("/review/health?done=recomputing", status_code=303)
 
 
 # -- one article -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from api.deps import EditorKey, ServicesDep, SessionDep
-from api.health_deps import HealthDep
+from api.health_deps import HealthDep, HealthKit
 from api.health_schemas import (
     ArticleHealthRead,
     DismissRequest,
@@ -18,6 +18,7 @@ from api.health_schemas import (
     MergeRead,
     MergeRequest,
     RecomputeRead,
+    RecomputeStatus,
     RewriteRead,
     RewriteRequest,
 )
@@ -81,10 +82,31 @@ def dismiss_flag(
     return flag_views(session, [flag])[0]
 
 
-@router.post("/v1/health/recompute", response_model=RecomputeRead, responses=_ERRORS)
-def recompute(kit: HealthDep, _key: EditorKey) -> RecomputeRead:
-    """Recompute every score and flag now (the server also does it periodically)."""
-    return RecomputeRead(**kit.recompute().as_dict())
+def _status(kit: HealthKit, *, started: bool = False) -> RecomputeStatus:
+    last = kit.last_report
+    return RecomputeStatus(
+        running=kit.busy,
+        started=started,
+        completed=kit.completed,
+        finished_at=kit.finished_at,
+        last_error=kit.last_error,
+        last=RecomputeRead(**last.as_dict()) if last else None,
+    )
+
+
+@router.post(
+    "/v1/health/recompute", response_model=RecomputeStatus, status_code=202, responses=_ERRORS
+)
+def recompute(kit: HealthDep, _key: EditorKey) -> RecomputeStatus:
+    """Start recomputing every score and flag now, in the background (the server also does
+    it periodically); `GET /v1/health/recompute` says when it is done and what it did."""
+    return _status(kit, started=kit.recompute_in_background())
+
+
+@router.get("/v1/health/recompute", response_model=RecomputeStatus, responses=_ERRORS)
+def recompute_status(kit: HealthDep, _key: EditorKey) -> RecomputeStatus:
+    """Whether a recompute runs, and what the last one did."""
+    return _status(kit)
 
 
 @router.get(

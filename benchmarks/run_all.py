@@ -1,0 +1,174 @@
+"""Run every scale-and-speed benchmark in one go and check the targets of issue 8.
+
+    make bench                                # = .venv/bin/python benchmarks/run_all.py
+    .venv/bin/python benchmarks/run_all.py --quick    # small sizes, for a try-out
+    .venv/bin/python benchmarks/run_all.py --only ceiling http_load
+
+Runs, one after another, each in its own process, on the same data (the 1,000-entry
+benchmark knowledge base) and model: ceiling.py, http_load.py, peer_txtai.py (skipped with
+a note when txtai is not installed: `make bench-peer`), index_build.py and load_test.py.
+Each writes benchmarks/results/<name>.json; this script then prints one summary table,
+checks the targets and writes benchmarks/results/summary.json:
+
+- single-client p50 over HTTP within 1.5x the bare encode + search (ceiling, single);
+- 32-client throughput over HTTP at least 70 % of the batched ceiling (the best of
+  batches of 8, 16 and 32);
+- zero errors everywhere;
+- faqloop ahead of txtai on latency at equal recall (dense vs dense: same model, texts
+  and exact search);
+- the load test: every request answered, memory flat after warm-up.
+
+Full run on the 2-CPU VM: roughly 30-60 minutes, most of it embedding 100k texts for the
+index-build figure and the 10,000-request load test. Quick run: about 10 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import RESULTS, machine, print_table, write_result
+
+HERE = Path(__file__).resolve().parent
+ORDER = ("ceiling", "http_load", "peer_txtai", "index_build", "load_test")
+# Arguments per benchmark: full run, quick run.
+ARGS: dict[str, tuple[list[str], list[str]]] = {
+    "ceiling": ([], ["--queries", "100"]),
+    "http_load": ([], ["--requests", "100"]),
+    "peer_txtai": ([], ["--queries", "200", "--no-hybrid"]),
+    "index_build": ([], ["--sizes", "1000", "10000"]),
+    "load_test": ([], ["--requests", "1000", "--warmup", "200"]),
+}
+# The HTTP latency may be at most this multiple of the bare encode + search.
+SINGLE_RATIO = 1.5
+# The 32-client throughput must reach this share of the batched ceiling.
+THROUGHPUT_SHARE = 0.7
+# Private memory may grow at most this much after warm-up to count as flat.
+FLAT_MB = 50.0
+
+
+def run(name: str, extra: list[str]) -> dict[str, Any] | None:
+    """Run one benchmark; its JSON result, or None when it failed."""
+    target = RESULTS / f"{name}.json"
+    target.unlink(missing_ok=True)
+    print(f"\n=== {name} {' '.join(extra)}", flush=True)
+    started = time.monotonic()
+    code = subprocess.run(  # noqa: S603 (our own scripts, fixed arguments)
+        [sys.executable, str(HERE / f"{name}.py"), *extra, "--json", str(target)],
+        check=False,
+    ).returncode
+    print(f"=== {name}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+    if not target.exists():
+        return None
+    result: dict[str, Any] = json.loads(target.read_text(encoding="utf-8"))
+    result["exit_code"] = code
+    return result
+
+
+def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The targets, each with the measured figures and whether it was met."""
+    out: list[dict[str, Any]] = []
+    ceiling = results.get("ceiling") or {}
+    http = (results.get("http_load") or {}).get("http", {})
+    if ceiling and "1" in http:
+        bare = ceiling["single"]["p50_ms"]
+        ours = http["1"]["p50_ms"]
+        out.append(
+            {
+                "target": f"1-client p50 over HTTP <= {SINGLE_RATIO}x bare encode + search",
+                "measured": f"{ours:.1f} ms vs {bare:.1f} ms = {ours / bare:.2f}x",
+                "met": ours <= SINGLE_RATIO * bare,
+            }
+        )
+    if ceiling and "32" in http and ceiling.get("batched"):
+        # The batched ceiling: the best throughput over the batch sizes measured.
+        size, best = max(
+            ((b, s["posts_per_s"]) for b, s in ceiling["batched"].items()), key=lambda x: x[1]
+        )
+        ours = http["32"]["throughput_per_s"]
+        out.append(
+            {
+                "target": f"32-client throughput >= {THROUGHPUT_SHARE:.0%} of batched ceiling",
+                "measured": f"{ours:.1f} vs {best:.1f} posts/s (batches of {size}) = "
+                f"{ours / best:.0%}",
+                "met": ours >= THROUGHPUT_SHARE * best,
+            }
+        )
+    errors = 0
+    for name in ("http_load", "load_test"):
+        r = results.get(name) or {}
+        errors += sum(level.get("errors", 0) for level in r.get("http", {}).values())
+        errors += sum(level.get("errors", 0) for level in r.get("in_process", {}).values())
+        errors += r.get("errors", 0)
+    out.append({"target": "zero errors", "measured": f"{errors} errors", "met": errors == 0})
+    peer = (results.get("peer_txtai") or {}).get("results", {})
+    if "faqloop dense" in peer and "txtai dense" in peer:
+        a, b = peer["faqloop dense"], peer["txtai dense"]
+        equal = abs(a["mrr@10"] - b["mrr@10"]) <= 0.005 and abs(a["hit@1"] - b["hit@1"]) <= 0.005
+        out.append(
+            {
+                "target": "ahead of txtai on latency at equal recall (dense vs dense)",
+                "measured": f"p50 {a['p50_ms']:.1f} vs {b['p50_ms']:.1f} ms; MRR@10 "
+                f"{a['mrr@10']:.3f} vs {b['mrr@10']:.3f}",
+                "met": equal and a["p50_ms"] < b["p50_ms"],
+            }
+        )
+    load = results.get("load_test") or {}
+    if load.get("memory"):
+        growth = load["rss_growth_after_warmup_mb"]["anon"]
+        answered = load["sent"] - load["errors"]
+        out.append(
+            {
+                "target": f"load test: all answered, private memory flat (< {FLAT_MB:.0f} MB)",
+                "measured": f"{answered:,}/{load['sent']:,} answered at "
+                f"{load['throughput_per_s']:.1f} req/s; private memory growth "
+                f"{', '.join(f'{g:+.0f}' for g in growth)} MB after warm-up",
+                "met": answered == load["sent"] and max(growth) < FLAT_MB,
+            }
+        )
+    return out
+
+
+def main() -> None:
+    """Run the benchmarks, print the summary and check the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Small sizes (about 10 minutes).")
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    args = parser.parse_args()
+    before = machine()
+    results: dict[str, dict[str, Any] | None] = {}
+    for name in ORDER:
+        if name in args.only:
+            full, quick = ARGS[name]
+            results[name] = run(name, quick if args.quick else full)
+    after = machine()
+    table = checks(results)
+    print(
+        f"\n=== summary ({'quick' if args.quick else 'full'} run): {before['cpus']} CPUs, load "
+        f"average {before['load_1min']} before, {after['load_1min']} after "
+        "(above ~1 the machine was busy with other work)"
+    )
+    print_table(
+        ["target", "measured", "met"],
+        [[c["target"], c["measured"], "yes" if c["met"] else "NO"] for c in table],
+    )
+    failed = [n for n, r in results.items() if r is None or r.get("exit_code")]
+    if failed:
+        print(f"benchmarks that did not finish cleanly: {', '.join(failed)}")
+    summary = {
+        "quick": args.quick,
+        "machine_before": before,
+        "machine_after": after,
+        "targets": table,
+        "failed": failed,
+    }
+    print(f"written to {write_result('summary', summary)}")
+
+
+if __name__ == "__main__":
+    main()
