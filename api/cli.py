@@ -207,11 +207,12 @@ def serve(
         resolve_model_path(s.embedding_model, s.models_dir)
     except ModelNotFound as exc:
         raise fail(str(exc)) from exc
-    from api.observability import configure_logging
+    from api.observability import configure_logging, warn_about_default_secrets
 
     # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
     # by ours, which leaves out client addresses, query strings and headers.
     configure_logging(s.log_level, s.log_format)
+    warn_about_default_secrets(s)
     application = create_app(s, load_in_background=True)
     uvicorn.run(
         application,

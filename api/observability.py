@@ -417,3 +417,18 @@ def install(app: FastAPI, settings: Settings) -> Metrics:
 
     document_limits(app)
     return metrics
+
+
+def warn_about_default_secrets(settings: Settings) -> list[str]:
+    """Log a warning for each secret still at its development default; returns their names."""
+    defaults = [
+        name
+        for name in ("visitor_secret", "pseudonym_secret")
+        if getattr(settings, name) == Settings.model_fields[name].default
+    ]
+    for name in defaults:
+        log.warning(
+            "FAQLOOP_%s is the development default: set a long random value in production",
+            name.upper(),
+        )
+    return defaults

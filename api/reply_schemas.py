@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Lang, SuggestResponse
+from api.schemas import JsonInt, Lang, SuggestResponse
 from kb.batch import assisted_record
 from kb.reply import AssistedSuggestion
 
@@ -25,7 +25,7 @@ class BatchPost(BaseModel):
     id: str | None = Field(None, max_length=200, description="Echoed in the result.")
     text: str = Field(description="The customer's post.")
     lang: Lang | None = None
-    k: int | None = None
+    k: JsonInt | None = None
     channel: str | None = Field(None, max_length=32, description="Overrides the batch's.")
 
 
@@ -61,7 +61,7 @@ class OutcomeBody(BaseModel):
     final_text: str | None = Field(
         None, max_length=10_000, description="Required for edited: the text that was sent."
     )
-    faq_id: int | None = Field(
+    faq_id: JsonInt | None = Field(
         None,
         ge=1,
         le=2**31 - 1,

@@ -85,11 +85,11 @@ def test_visitor_ids_are_salted_hashes_of_the_cookie(
 ) -> None:
     slug = "esim-iphone-activate"
     stored: dict[str, set[str]] = {}
-    cookies: list[str] = []
+    token = "A" * 32  # the same browser cookie on two deployments with different secrets
     for secret in ("first-visitor-secret-0123456789", "second-visitor-secret-987654321"):
         app = create_app(settings.model_copy(update={"visitor_secret": secret}), embedder=embedder)
         with TestClient(app) as client:
-            client.cookies.set("fql_v", "A" * 32)  # the same browser on both deployments
+            client.cookies.set("fql_v", token)
             article = client.get(f"/v1/public/faqs/{slug}").json()
             r = client.post(
                 f"/v1/public/faqs/{slug}/vote",
@@ -99,7 +99,6 @@ def test_visitor_ids_are_salted_hashes_of_the_cookie(
             assert r.status_code == 200, r.text
             r = client.post(f"/v1/public/faqs/{slug}/views", json={"src": "reply"})
             assert r.status_code == 200 and r.json()["counted"], r.text
-            cookies.append("A" * 32)
         with session_factory() as s:
             stored[secret] = set(s.scalars(select(Vote.visitor_hash))) | set(
                 s.scalars(select(VisitorSeen.visitor_hash))
@@ -107,7 +106,6 @@ def test_visitor_ids_are_salted_hashes_of_the_cookie(
     first, second = stored.values()
     new_in_second = second - first
     assert len(first) == 1 and len(new_in_second) == 1  # one identity per secret
-    token = cookies[0]
     for value in first | new_in_second:
         assert value != token and value != hashlib.sha256(token.encode()).hexdigest()
         assert len(value) == 64
@@ -163,3 +161,20 @@ def test_revoking_a_key_takes_effect_on_every_replica_at_once(
             assert r2.status_code == 401 and r2.json()["detail"] == "invalid or revoked API key"
             r3 = replica.post("/v1/suggest", json={"text": "forgot my password"}, headers=headers)
             assert r3.status_code == 401
+
+
+def test_serve_warns_while_secrets_are_development_defaults(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.observability import warn_about_default_secrets
+
+    monkeypatch.delenv("FAQLOOP_VISITOR_SECRET", raising=False)
+    monkeypatch.delenv("FAQLOOP_PSEUDONYM_SECRET", raising=False)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    with caplog.at_level("WARNING"):
+        assert warn_about_default_secrets(defaults) == ["visitor_secret", "pseudonym_secret"]
+    assert "FAQLOOP_VISITOR_SECRET is the development default" in caplog.text
+    configured = defaults.model_copy(
+        update={"visitor_secret": "x" * 40, "pseudonym_secret": "y" * 40}
+    )
+    assert warn_about_default_secrets(configured) == []

@@ -24,7 +24,7 @@ from api.health_schemas import (
 )
 from api.schemas import ErrorBody, Lang
 from kb import faqs, flags, health, merge
-from kb.models import FaqEntry, Flag, FlagKind, FlagStatus
+from kb.models import Flag, FlagKind, FlagStatus
 from kb.suggest import article_url
 
 router = APIRouter(tags=["content health"])
@@ -178,9 +178,3 @@ def merge_faq(
     session.commit()
     services.index.sync(services.session_factory)
     return out
-
-
-def entry_title(entry: FaqEntry | None) -> str:
-    """The entry's current question ('' when none)."""
-    rev = entry.current_revision if entry else None
-    return rev.question if rev else ""
