@@ -113,7 +113,11 @@ async def over_http(
     async def client() -> None:
         nonlocal errors
         headers = {"Authorization": f"Bearer {key}"}
-        limits = httpx.Limits(max_connections=len(bases), max_keepalive_connections=len(bases))
+        # Idle connections are dropped before the server's keep-alive (5 s in uvicorn) runs
+        # out: reusing one the server is closing at that moment fails with ReadError.
+        limits = httpx.Limits(
+            max_connections=len(bases), max_keepalive_connections=len(bases), keepalive_expiry=2
+        )
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as http:
             while not pending.empty():
                 n, post = pending.get_nowait()

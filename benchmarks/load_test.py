@@ -103,7 +103,11 @@ async def load(
     async def client() -> None:
         nonlocal done
         headers = {"Authorization": f"Bearer {key}"}
-        limits = httpx.Limits(max_connections=len(bases), max_keepalive_connections=len(bases))
+        # Idle connections are dropped before the server's keep-alive (5 s in uvicorn) runs
+        # out: reusing one the server is closing at that moment fails with ReadError.
+        limits = httpx.Limits(
+            max_connections=len(bases), max_keepalive_connections=len(bases), keepalive_expiry=2
+        )
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=120) as http:
             while not pending.empty() and time.monotonic() < deadline:
                 n, post = pending.get_nowait()
