@@ -3,7 +3,10 @@ updated incrementally from the change feed, and saved atomically as generations.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -153,3 +156,69 @@ def test_a_change_that_commits_late_is_still_applied(
     assert manager.sync(session_factory) == 1
     assert {late_id, early_id} <= manager.index_or_raise().entry_ids()
     assert manager.sync(session_factory) == 0
+
+
+class _GatedEmbedder:
+    """The real embedder, but embedding passages (index writes) waits for a gate.
+
+    Queries pass straight through, so a test can hold a rebuild or a sync in the middle of
+    its work and check that searches are still answered meanwhile."""
+
+    def __init__(self, inner: CachedEmbedder) -> None:
+        self.inner = inner
+        self.name, self.dim = inner.name, inner.dim
+        self.gate = threading.Event()
+        self.gate.set()
+        self.writing = threading.Event()
+
+    def encode_queries(self, texts: list[str]) -> Any:
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str]) -> Any:
+        self.writing.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self.inner.encode_passages(texts)
+
+
+def test_rebuilds_and_syncs_never_block_serving(
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    seeded: None,
+    session_factory: sessionmaker[Session],
+) -> None:
+    gated = _GatedEmbedder(embedder)
+    manager = IndexManager(embedder=gated, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    manager.open(session_factory)
+    text = "I forgot my password"
+    expected = _top(manager, text)
+    generation = manager.generation
+
+    def held(work: Callable[[], object]) -> None:
+        """Run `work` in a thread held inside its embedding step; search meanwhile."""
+        gated.gate.clear()
+        gated.writing.clear()
+        worker = threading.Thread(target=work)
+        worker.start()
+        try:
+            assert gated.writing.wait(30), "the index write never started"
+            for _ in range(5):  # answered while the write is held, from the old index
+                assert _top(manager, text) == expected
+            assert worker.is_alive()
+        finally:
+            gated.gate.set()
+            worker.join(60)
+        assert not worker.is_alive()
+
+    held(lambda: manager.rebuild(session_factory))
+    assert manager.generation == generation + 1  # swapped in once complete
+    with session_scope(session_factory) as s:
+        faqs.create_entry(
+            s,
+            question="Do you sell screen protectors?",
+            answer="Yes, in the online shop under **Accessories**.",
+            category="orders",
+            language="en",
+        )
+    held(lambda: manager.sync(session_factory))
+    assert manager.generation == generation + 2
+    assert _top(manager, text) == expected
