@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="torch intra-op threads per process, applied when the model loads "
         "(default: torch's own choice, one per core). Set 1 with several replicas on one host.",
     )
+    embed_trace: bool = Field(
+        True,
+        description="Run the embedding model as a TorchScript trace (checked against the eager "
+        "model at load; falls back to eager when it differs). Faster, and it does not hold "
+        "Python's GIL while it computes, so a busy server keeps the model fed.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["json", "text"] = Field(
         "json",

@@ -70,7 +70,9 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        embedder = load_embedder(settings.embedding_model, settings.models_dir)
+        embedder = load_embedder(
+            settings.embedding_model, settings.models_dir, trace=settings.embed_trace
+        )
     # Concurrent suggest requests are embedded together (indexer/batching.py).
     if not isinstance(embedder, BatchingEmbedder):
         embedder = BatchingEmbedder(

@@ -70,16 +70,26 @@ class LexicalIndex:
 
     def coverage(self, terms: list[str], doc_id: int) -> float:
         """IDF-weighted share of the query's distinct terms that occur in the document."""
+        return self.coverage_of(terms, [doc_id])[doc_id]
+
+    def coverage_of(self, terms: list[str], doc_ids: list[int]) -> dict[int, float]:
+        """`coverage` for several documents, the query's term weights worked out once."""
         self.prepare()
         wanted = set(terms)
-        if not wanted or doc_id not in self._docs:
-            return 0.0
+        if not wanted:
+            return dict.fromkeys(doc_ids, 0.0)
         # Unknown terms get the largest possible IDF: a word no document has is informative.
         top = math.log(1 + (len(self._docs) + 0.5) / 0.5)
         weights = {t: self._idf.get(t, top) for t in wanted}
-        have = wanted.intersection(self._docs[doc_id])
         total = sum(weights.values())
-        return sum(weights[t] for t in have) / total if total else 0.0
+        out: dict[int, float] = {}
+        for doc_id in doc_ids:
+            terms_of = self._docs.get(doc_id)
+            if terms_of is None or not total:
+                out[doc_id] = 0.0
+                continue
+            out[doc_id] = sum(weights[t] for t in wanted.intersection(terms_of)) / total
+        return out
 
     def scores(self, terms: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """BM25 score of every document for the query terms: (ids, scores), same order."""

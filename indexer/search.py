@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from indexer.embedding import Embedder, Vectors
 from indexer.lexical import LexicalIndex
@@ -107,6 +108,9 @@ class HybridIndex:
         self._entry_lang: dict[int, str] = {}
         self._next_doc = 1
         self._lock = threading.RLock()
+        # Per language, which rows of the lexical index's score array are in it; cleared
+        # by every write (the rows change), rebuilt on the next search.
+        self._lang_masks: dict[str, npt.NDArray[np.bool_]] = {}
 
     # -- size ---------------------------------------------------------------------------
     @property
@@ -148,6 +152,7 @@ class HybridIndex:
                 self._entry_lang[e.entry_id] = e.language
             self._vectors.add(np.asarray(ids, dtype=np.int64), vecs)
             self._lexical.upsert(tokens)
+            self._lang_masks.clear()
             self._lexical.prepare()
 
     def remove(self, entry_ids: list[int]) -> None:
@@ -157,6 +162,7 @@ class HybridIndex:
             self._lexical.prepare()
 
     def _remove_locked(self, entry_ids: list[int]) -> None:
+        self._lang_masks.clear()
         doc_ids: list[int] = []
         for entry_id in entry_ids:
             for doc_id in self._entry_docs.pop(entry_id, []):
@@ -196,8 +202,9 @@ class HybridIndex:
         hits = hits[:k]
         if terms:
             with self._lock:
+                coverage = self._lexical.coverage_of(terms, [hit.entry_id for hit in hits])
                 for hit in hits:
-                    hit.coverage = self._lexical.coverage(terms, hit.entry_id)
+                    hit.coverage = coverage[hit.entry_id]
         return SearchResult(
             hits=hits,
             mode=mode,
@@ -227,6 +234,8 @@ class HybridIndex:
                     best[entry_id] = Hit(
                         entry_id, score, dense=score, matched_text=self._doc_text[doc_id]
                     )
+                    if len(best) == depth:  # the rest score lower: they would be cut
+                        break
             if len(best) >= depth or fetch >= total:
                 break
             fetch = total
@@ -240,9 +249,14 @@ class HybridIndex:
         if len(ids) == 0:
             return []
         if language:
-            mask = np.fromiter(
-                (self._entry_lang.get(int(i)) == language for i in ids), dtype=bool, count=len(ids)
-            )
+            mask = self._lang_masks.get(language)
+            if mask is None or len(mask) != len(ids):
+                mask = np.fromiter(
+                    (self._entry_lang.get(int(i)) == language for i in ids),
+                    dtype=bool,
+                    count=len(ids),
+                )
+                self._lang_masks[language] = mask
             ids, scores = ids[mask], scores[mask]
         positive = scores > 0
         ids, scores = ids[positive], scores[positive]
@@ -286,11 +300,12 @@ class HybridIndex:
             # An entry outside the dense list scores at most the list's lowest cosine.
             floor = min((h.dense for h in dense), default=0.0)
             top_lex = max((h.lexical for h in lexical), default=0.0) or 1.0
+            coverage = self._lexical.coverage_of(terms, list(merged)) if coverage_weight else {}
             for m in merged.values():
                 cos = m.dense if m.dense_rank is not None else floor
                 m.score = cfg.dense_weight * cos + lexical_weight * m.lexical / top_lex
                 if coverage_weight:
-                    m.coverage = self._lexical.coverage(terms, m.entry_id)
+                    m.coverage = coverage[m.entry_id]
                     m.score += coverage_weight * m.coverage
         else:
             for m in merged.values():

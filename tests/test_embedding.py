@@ -50,3 +50,35 @@ def test_passage_cache_returns_the_same_vectors(embedder: CachedEmbedder) -> Non
     again = embedder.encode_passages(texts[::-1])
     np.testing.assert_allclose(first, again[::-1], rtol=1e-6)
     np.testing.assert_allclose(first[0], first[2])
+
+
+def test_traced_model_gives_the_library_s_vectors(models_dir: Path) -> None:
+    """The traced pipeline and the eager one give what SentenceTransformer.encode gives."""
+    from indexer.embedding import SentenceTransformerEmbedder
+
+    path = resolve_model_path(MINILM_MODEL, models_dir)
+    traced = SentenceTransformerEmbedder(MINILM_MODEL, path, batch_size=4)
+    eager = SentenceTransformerEmbedder(MINILM_MODEL, path, batch_size=4, trace=False)
+    assert traced.traced and not eager.traced
+    # Lengths differ widely and there are more texts than one batch: sorting, padding and
+    # putting rows back in order are all exercised.
+    texts = ["x", "Where is my parcel?", "料金プランの変更方法を教えてください。" * 4, "ok"] * 3
+    texts += ["a long post " * 60]
+    want = traced.encode_with_library(texts, None)
+    for emb in (traced, eager):
+        np.testing.assert_allclose(emb.encode_queries(texts), want, atol=1e-5)
+        np.testing.assert_allclose(emb.encode_passages(texts[:1]), want[:1], atol=1e-5)
+    assert traced.encode_queries([]).shape == (0, traced.dim)
+
+
+def test_default_model_is_traced(embedder: CachedEmbedder) -> None:
+    from indexer.embedding import SentenceTransformerEmbedder
+
+    inner = embedder.inner
+    if embedder.name != DEFAULT_MODEL or not isinstance(inner, SentenceTransformerEmbedder):
+        pytest.skip("the suite runs another model")
+    assert inner.traced
+    texts = ["eSIMの設定方法", "How do I change my plan?"]
+    np.testing.assert_allclose(
+        inner.encode_queries(texts), inner.encode_with_library(texts, "query"), atol=1e-5
+    )
