@@ -162,7 +162,7 @@ def cli(
         "FAQLOOP_BASE_URL": "https://help.sorami-mobile.com",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(state, "load_embedder", lambda name, directory: embedder)
+    monkeypatch.setattr(state, "load_embedder", lambda name, directory, **_: embedder)
     return CliRunner()
 
 

@@ -104,7 +104,7 @@ def cli(
     }.items():
         monkeypatch.setenv(name, value)
     # Loading the model costs seconds per command; the session's copy is the same model.
-    monkeypatch.setattr(state, "load_embedder", lambda name, directory: embedder)
+    monkeypatch.setattr(state, "load_embedder", lambda name, directory, **_: embedder)
     return CliRunner()
 
 
