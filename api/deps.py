@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,18 +13,29 @@ from api.state import Services
 from kb.keys import authenticate
 from kb.models import ApiKey, Role
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, one hop (and a GIL hand-over) each, which under load cost more than the work.
 
-def get_services(request: Request) -> Services:
+
+def services_of(request: Request) -> Services:
     """The process's services, created by the lifespan."""
     services: Services = request.app.state.services
     return services
 
 
+async def get_services(request: Request) -> Services:
+    """The process's services (a dependency)."""
+    return services_of(request)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    """One session per request; handlers that write commit explicitly, the rest roll back."""
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    """One session per request; handlers that write commit explicitly, the rest roll back.
+
+    Creating a session opens no connection (the handler's first query does, in the handler's
+    thread); closing one whose handler committed only hands its connection back."""
     session = services.session_factory()
     try:
         yield session

@@ -77,7 +77,7 @@ def build_reply_kit(services: Services) -> ReplyKit:
     )
 
 
-def get_reply_kit(request: Request) -> ReplyKit:
+async def get_reply_kit(request: Request) -> ReplyKit:
     """The app's ReplyKit, made on first use and kept (its learnt threshold lives as long)."""
     state = request.app.state
     kit: ReplyKit | None = getattr(state, "reply_kit", None)

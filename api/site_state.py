@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request, Response
 
-from api.deps import get_services
+from api.deps import services_of
 from api.settings import Settings
 from kb import site
 from kb.content import load_categories
@@ -113,7 +113,7 @@ def get_site_state(request: Request) -> SiteState:
     with _STATE_LOCK:
         state = getattr(request.app.state, "site", None)
         if state is None:
-            settings = get_services(request).settings
+            settings = services_of(request).settings
             state = SiteState(
                 settings=settings,
                 limits=site.VoteLimits(
@@ -153,7 +153,7 @@ class Visitor:
 
 def get_visitor(request: Request) -> Visitor:
     """The visitor from the cookie, or a new one (the response must then set the cookie)."""
-    secret = get_services(request).settings.visitor_secret
+    secret = services_of(request).settings.visitor_secret
     sent = request.cookies.get(VISITOR_COOKIE)
     sent = sent if site.is_valid_visitor_token(sent) else None
     token = sent or site.new_visitor_token()

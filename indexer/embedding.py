@@ -135,9 +135,12 @@ class SentenceTransformerEmbedder:
         import torch
 
         model = self._model
-        quiet = logging.getLogger("sentence_transformers")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # deprecation notes the tracer's attribute walk causes
+        # The tracer walks the model's attributes, which makes both libraries log deprecation
+        # and config notes (on stderr, outside faqloop's JSON log format): quiet them.
+        quiet = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.ERROR)
         try:
             example = model.preprocess(list(_TRACE_PROBES[:2]))
             inputs = tuple(k for k, v in example.items() if isinstance(v, torch.Tensor))
@@ -171,7 +174,8 @@ class SentenceTransformerEmbedder:
             log.warning("cannot trace %s (%s): using it eagerly", self.name, exc)
             return None, ()
         finally:
-            quiet.setLevel(level)
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
         return traced, inputs
 
     def _encode(self, texts: list[str], prompt_name: str | None) -> Vectors:

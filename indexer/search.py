@@ -188,23 +188,23 @@ class HybridIndex:
         terms = self.tokenizer.tokenize(text) if mode != "dense" else []
         if mode != "lexical" and query_vector is None:
             query_vector = self.embedder.encode_queries([text])[0]
+        # One acquisition for all of the reading: under load, handing the lock over between
+        # the steps cost more than the steps.
         with self._lock:
             dense = self._dense_locked(query_vector, depth, language) if mode != "lexical" else []
             lexical = self._lexical_locked(terms, depth, language) if mode != "dense" else []
-        if mode == "dense":
-            hits = dense
-        elif mode == "lexical":
-            hits = lexical
-        else:
-            with self._lock:
+            if mode == "dense":
+                hits = dense
+            elif mode == "lexical":
+                hits = lexical
+            else:
                 hits = self._fuse(dense, lexical, terms, language)
-        background = float(np.median([h.dense for h in dense])) if len(dense) >= 5 else math.nan
-        hits = hits[:k]
-        if terms:
-            with self._lock:
+            hits = hits[:k]
+            if terms:
                 coverage = self._lexical.coverage_of(terms, [hit.entry_id for hit in hits])
                 for hit in hits:
                     hit.coverage = coverage[hit.entry_id]
+        background = float(np.median([h.dense for h in dense])) if len(dense) >= 5 else math.nan
         return SearchResult(
             hits=hits,
             mode=mode,
