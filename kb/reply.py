@@ -37,9 +37,9 @@ from kb.channels import DEFAULT_LIMITS, Channel, resolve_channel
 from kb.cleaning import split_sentences
 from kb.faqs import entries_by_ids
 from kb.indexing import IndexManager
-from kb.models import Suggestion, TriageAdvice
+from kb.models import TriageAdvice
 from kb.personal_data import personal_data_kinds
-from kb.suggest import SuggestOutcome, SuggestPolicy, suggest
+from kb.suggest import SuggestOutcome, SuggestPolicy, record_suggestion, suggest
 from kb.text import normalize_text
 from kb.triage import Triage, triage_post
 
@@ -487,7 +487,7 @@ def suggest_with_reply(
         k=k,
         channel=target.name or None,
         api_key_id=api_key_id,
-        record=record,
+        record=False,  # recorded below, once, with the triage and the draft
     )
     advice = triage_post(
         text,
@@ -506,13 +506,16 @@ def suggest_with_reply(
         channel=target,
         policy=reply_policy,
     )
-    if out.suggestion_id is not None:
-        row = session.get(Suggestion, out.suggestion_id)
-        if row is not None:
-            row.triage = advice.advice
-            row.reply_text = draft.text if draft else None
-            row.dm_handoff = draft.dm_handoff if draft else None
-            session.flush()
+    if record:
+        record_suggestion(
+            session,
+            out,
+            channel=target.name or None,
+            api_key_id=api_key_id,
+            triage=advice.advice,
+            reply_text=draft.text if draft else None,
+            dm_handoff=draft.dm_handoff if draft else None,
+        )
     return AssistedSuggestion(
         outcome=out, triage=advice, reply=draft, personal_data=kinds, channel=target
     )

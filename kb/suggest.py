@@ -11,7 +11,7 @@ from indexer.confidence import ConfidenceModel
 from kb.errors import InvalidInput
 from kb.faqs import entries_by_ids
 from kb.indexing import IndexManager
-from kb.models import EntryStatus, Suggestion
+from kb.models import EntryStatus, Suggestion, TriageAdvice
 from kb.personal_data import mask_personal_data
 from kb.text import LANGUAGES, clean_post, detect_language
 
@@ -49,6 +49,7 @@ class SuggestOutcome:
     suggestion_id: int | None = None
     latency_ms: float = 0.0
     best: Candidate | None = field(default=None)
+    query: str = ""  # the post as searched (cleaned), what a recorded suggestion stores
 
 
 def validate_post(text: str, lang: str | None, k: int | None, policy: SuggestPolicy) -> int:
@@ -121,21 +122,44 @@ def suggest(
         best=None if abstained else candidates[0],
     )
     outcome.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    outcome.query = query
     if record:
-        row = Suggestion(
-            # Searched unmasked (placeholders would be search terms), stored masked; PostgreSQL
-            # text cannot hold NUL.
-            text=mask_personal_data(query).replace("\x00", ""),
-            language=language,
-            channel=channel,
-            candidates=[{"faq_id": c.faq_id, "score": c.score} for c in candidates],
-            best_faq_id=None if abstained else candidates[0].faq_id,
-            confidence=outcome.confidence,
-            abstained=abstained,
-            latency_ms=outcome.latency_ms,
-            api_key_id=api_key_id,
-        )
-        session.add(row)
-        session.flush()
-        outcome.suggestion_id = row.id
+        record_suggestion(session, outcome, channel=channel, api_key_id=api_key_id)
     return outcome
+
+
+def record_suggestion(
+    session: Session,
+    outcome: SuggestOutcome,
+    *,
+    channel: str | None = None,
+    api_key_id: int | None = None,
+    triage: TriageAdvice | None = None,
+    reply_text: str | None = None,
+    dm_handoff: bool | None = None,
+) -> int:
+    """Store a suggestion (one INSERT, flushed); set and return its id.
+
+    Callers write it last, just before they commit: on SQLite the INSERT takes the database's
+    write lock, and everything between it and the commit holds every other writer back.
+    """
+    row = Suggestion(
+        # Searched unmasked (placeholders would be search terms), stored masked; PostgreSQL
+        # text cannot hold NUL.
+        text=mask_personal_data(outcome.query).replace("\x00", ""),
+        language=outcome.language,
+        channel=channel,
+        candidates=[{"faq_id": c.faq_id, "score": c.score} for c in outcome.candidates],
+        best_faq_id=outcome.best.faq_id if outcome.best else None,
+        confidence=outcome.confidence,
+        abstained=outcome.abstained,
+        latency_ms=outcome.latency_ms,
+        api_key_id=api_key_id,
+        triage=triage,
+        reply_text=reply_text,
+        dm_handoff=dm_handoff,
+    )
+    session.add(row)
+    session.flush()
+    outcome.suggestion_id = row.id
+    return row.id
