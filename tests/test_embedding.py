@@ -82,3 +82,22 @@ def test_default_model_is_traced(embedder: CachedEmbedder) -> None:
     np.testing.assert_allclose(
         inner.encode_queries(texts), inner.encode_with_library(texts, "query"), atol=1e-5
     )
+
+
+def test_freed_model_memory_is_handed_back_only_after_use() -> None:
+    import time
+
+    from indexer.embedding import _MemoryTrimmer
+
+    trimmer = _MemoryTrimmer(0.05)
+    if trimmer._trim is None:
+        pytest.skip("the C library has no malloc_trim")
+    time.sleep(0.2)
+    assert trimmer.trims == 0  # never used: no thread, no trims
+    trimmer.note_use()
+    deadline = time.monotonic() + 10
+    while trimmer.trims == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert trimmer.trims == 1
+    time.sleep(0.3)
+    assert trimmer.trims == 1  # idle periods do not trim again
