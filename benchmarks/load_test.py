@@ -13,7 +13,7 @@ the last one is answered, with keep-alive connections. Bounded by --requests and
 
 Reports latency percentiles, throughput, errors (any non-200 or failed connection), the
 number of suggestions the database recorded, and every replica's resident memory when it
-became ready, after the warm-up (the first --warmup requests) and every 1,000 requests
+became ready, after the warm-up (the first --warmup requests) and every 500 requests
 after that, to show whether memory stays flat. Writes benchmarks/results/load_test.json.
 """
 
@@ -45,7 +45,7 @@ from benchlib import (
     write_result,
 )
 
-SAMPLE_EVERY = 1000
+SAMPLE_EVERY = 500
 
 
 def prepare(data_dir: Path, db_url: str) -> str:
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=1000, help="Requests before memory counts.")
+    parser.add_argument("--warmup", type=int, default=2000, help="Requests before memory counts.")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--sqlite", action="store_true", help="Use SQLite even if PG is up.")
     parser.add_argument(
@@ -260,6 +260,26 @@ def main() -> None:
         ]
         for part in ("rss", "anon", "file")
     }
+    # Flat means no upward trend: the least-squares slope of private memory over the samples
+    # after warm-up (MB per 1,000 requests), and the mean of the later half of those samples
+    # against the earlier half. Single samples swing by tens of MB with the moment freed
+    # memory is handed back (every few seconds), so the end-minus-start figure above is
+    # printed but not what "flat" is judged on.
+    later = [m for m in memory if m["after_requests"] >= warm["after_requests"]]
+    later = [m for n, m in enumerate(later) if n == 0 or m["label"] != "end"]
+    trend = {"slope_mb_per_1000": [], "half_means_mb": []}
+    for replica in range(args.replicas):
+        xs = [m["after_requests"] / 1000 for m in later]
+        ys = [m["memory_mb"][replica]["anon"] for m in later]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+        half = len(ys) // 2
+        trend["slope_mb_per_1000"].append(round(slope, 2))
+        first, second = ys[:half] or ys, ys[half:] or ys
+        trend["half_means_mb"].append(
+            [round(sum(first) / len(first), 1), round(sum(second) / len(second), 1)]
+        )
     body = {
         "benchmark": "load_test",
         "database": "postgresql" if url else "sqlite",
@@ -269,6 +289,7 @@ def main() -> None:
         "replica_ready_s": ready_s,
         "suggestions_recorded": recorded,
         "rss_growth_after_warmup_mb": growth,
+        "private_memory_trend": trend,
         "machine_before": before,
         "machine_after": after,
         **result,
@@ -306,7 +327,12 @@ def main() -> None:
             for m in memory
         ],
     )
-    print(f"growth after warm-up, MB: {json.dumps(growth)}")
+    print(f"growth after warm-up (end minus warm-up sample), MB: {json.dumps(growth)}")
+    print(
+        "private memory after warm-up: slope per 1,000 requests "
+        f"{trend['slope_mb_per_1000']} MB; mean of earlier vs later half of the samples "
+        f"{trend['half_means_mb']} MB"
+    )
     print(f"written to {write_result('load_test', body, args.json)}")
 
 

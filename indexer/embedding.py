@@ -33,7 +33,7 @@ _TRACE_PROBES = (
 # Largest difference from the eager model a traced model may show (fp32 round-off is ~1e-7).
 _TRACE_TOLERANCE = 1e-4
 # Seconds between returns of freed heap memory to the system (see `_MemoryTrimmer`).
-TRIM_INTERVAL = 5.0
+TRIM_INTERVAL = 2.0
 
 
 class _MemoryTrimmer:
@@ -44,8 +44,8 @@ class _MemoryTrimmer:
     heaps, and a serving process grew ~300 MB over 9,000 requests after warm-up
     (benchmarks/load_test.py). `malloc_trim(0)` hands them back: measured on 600 batches
     of random shapes, resident memory stayed within 11 MB of its start, for 16 ms per trim.
-    A daemon thread does it, only after a period that saw model calls, so no request waits
-    for it. A no-op where the C library has no malloc_trim (not glibc).
+    A daemon thread does it every 2 s, only after a period that saw model calls, so no
+    request waits for it. A no-op where the C library has no malloc_trim (not glibc).
     """
 
     def __init__(self, interval: float) -> None:
