@@ -143,13 +143,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Small sizes (about 10 minutes).")
     parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="Run nothing: check the targets on the results already in benchmarks/results.",
+    )
     args = parser.parse_args()
     before = machine()
     results: dict[str, dict[str, Any] | None] = {}
     for name in ORDER:
-        if name in args.only:
-            full, quick = ARGS[name]
-            results[name] = run(name, quick if args.quick else full)
+        if name not in args.only:
+            continue
+        if args.from_results:
+            path = RESULTS / f"{name}.json"
+            results[name] = json.loads(path.read_text("utf-8")) if path.exists() else None
+            continue
+        full, quick = ARGS[name]
+        results[name] = run(name, quick if args.quick else full)
     after = machine()
     table = checks(results)
     print(
