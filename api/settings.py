@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         description="torch intra-op threads per process, applied when the model loads "
         "(default: torch's own choice, one per core). Set 1 with several replicas on one host.",
     )
+    embed_lanes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Model calls the micro-batcher runs at once, each with torch_threads / "
+        "lanes threads under load (default: one per torch thread, at most 4). A lone "
+        "request at low load still gets every thread.",
+    )
     embed_trace: bool = Field(
         True,
         description="Run the embedding model as a TorchScript trace (checked against the eager "

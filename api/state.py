@@ -12,13 +12,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.settings import Settings
 from indexer.batching import BatchingEmbedder
 from indexer.confidence import ConfidenceModel, default_confidence_model
-from indexer.embedding import Embedder, load_embedder
+from indexer.embedding import Embedder, load_embedder, set_torch_threads, torch_threads
 from indexer.tokenizer import default_tokenizer
 from kb.db import make_engine, make_session_factory
 from kb.indexing import IndexManager
 from kb.suggest import SuggestPolicy
 
 log = logging.getLogger(__name__)
+
+# Default number of concurrent model calls: one per torch thread, up to this many.
+MAX_AUTO_LANES = 4
 
 
 @dataclass
@@ -73,10 +76,17 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         embedder = load_embedder(
             settings.embedding_model, settings.models_dir, trace=settings.embed_trace
         )
-    # Concurrent suggest requests are embedded together (indexer/batching.py).
+    # Concurrent suggest requests are embedded together (indexer/batching.py), in up to
+    # `lanes` model calls at once.
     if not isinstance(embedder, BatchingEmbedder):
+        threads = settings.torch_threads or torch_threads()
         embedder = BatchingEmbedder(
-            embedder, max_wait_ms=settings.batch_wait_ms, max_batch=settings.embed_batch_max
+            embedder,
+            max_wait_ms=settings.batch_wait_ms,
+            max_batch=settings.embed_batch_max,
+            lanes=settings.embed_lanes or min(threads, MAX_AUTO_LANES),
+            threads=threads,
+            set_threads=set_torch_threads,
         )
     calibration = default_confidence_model(embedder.name)
     threshold = (

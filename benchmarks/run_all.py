@@ -87,16 +87,20 @@ def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
             }
         )
     if ceiling and "32" in http and ceiling.get("batched"):
-        # The batched ceiling: the best throughput over the batch sizes measured.
-        size, best = max(
-            ((b, s["posts_per_s"]) for b, s in ceiling["batched"].items()), key=lambda x: x[1]
-        )
+        # The batched ceiling: the best throughput over the batch sizes measured, in one
+        # call at a time or in lanes.
+        lanes = ceiling.get("lanes", 1)
+        candidates = [(f"batches of {b}", s["posts_per_s"]) for b, s in ceiling["batched"].items()]
+        candidates += [
+            (f"batches of {b} in {lanes} lanes", s["posts_per_s"])
+            for b, s in ceiling.get("batched_lanes", {}).items()
+        ]
+        size, best = max(candidates, key=lambda x: x[1])
         ours = http["32"]["throughput_per_s"]
         out.append(
             {
                 "target": f"32-client throughput >= {THROUGHPUT_SHARE:.0%} of batched ceiling",
-                "measured": f"{ours:.1f} vs {best:.1f} posts/s (batches of {size}) = "
-                f"{ours / best:.0%}",
+                "measured": f"{ours:.1f} vs {best:.1f} posts/s ({size}) = {ours / best:.0%}",
                 "met": ours >= THROUGHPUT_SHARE * best,
             }
         )

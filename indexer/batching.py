@@ -7,17 +7,25 @@ together, so throughput approaches the model's batched throughput.
 
 How a call is served (no background thread; the callers themselves take turns):
 
-- The first caller to find the model idle becomes the *leader*. It normally encodes its
-  own request at once, so a lone request at low load never waits.
-- While the leader encodes, later callers queue up. When it finishes, it hands the lead to
-  the oldest waiting caller, which encodes everything queued (up to `max_batch` texts) in
-  one call. This is where batches come from under load: nobody waits on purpose, requests
-  simply accumulate while the model is busy.
+- The model runs in up to `lanes` model calls at once. A caller that finds a lane free
+  becomes a *leader*: it normally encodes its own request at once, so a lone request at
+  low load never waits.
+- While every lane is busy, later callers queue up. When a leader finishes, it hands its
+  lane to the oldest waiting caller, which encodes everything queued (up to `max_batch`
+  texts) in one call. This is where batches come from under load: nobody waits on
+  purpose, requests simply accumulate while the model is busy.
 - When recent requests often found the model busy (several clients at once), a leader
-  that finds the model idle waits up to `max_wait_ms` after its request arrived for
-  company, or until `max_batch` texts are queued, whichever comes first. A single client,
-  however fast, never finds the model busy and so never waits; no request waits longer
-  than the window for company.
+  that finds a lane free waits up to `max_wait_ms` after its request arrived for company,
+  or until `max_batch` texts are queued, whichever comes first. A single client, however
+  fast, never finds the model busy and so never waits; no request waits longer than the
+  window for company.
+- Threads: with `set_threads`, a leader gives its model call all `threads` intra-op
+  threads when it runs alone at low load (the lowest latency for one post), and
+  `threads // lanes` while the lanes share the cores under load. On a 2-core machine two
+  lanes of one thread each encoded 106 posts/s in batches of 16, one lane of two threads
+  86-95 (benchmarks/ceiling.py): two threads of one call wait for each other at every
+  operation, and any other work on either core (HTTP, database, reply drafting) stalls
+  both; two single-threaded calls never wait for each other.
 - If a batched call fails, each request of the batch is encoded again on its own, so an
   error reaches only the caller whose texts caused it and the others get their vectors.
 - `close()` refuses new calls, lets queued ones finish and returns when the model is idle.
@@ -28,16 +36,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from indexer.embedding import Embedder, Vectors
 
-# A leader waits for company only when at least this share of recent requests found the
-# model busy: then another request is likely to arrive within the window.
+# A leader waits for company only when at least this share of recent requests found every
+# lane busy: then another request is likely to arrive within the window. A leader gives its
+# call all threads only when fewer than this share found some lane busy (low load).
 _CONTENTION_TO_WAIT = 0.25
-# Weight of the newest request in that running share.
+# Weight of the newest request in these running shares.
 _CONTENTION_SMOOTHING = 0.2
 
 
@@ -93,29 +103,52 @@ class BatchingEmbedder:
     batches already.
     """
 
-    def __init__(self, inner: Embedder, *, max_wait_ms: float = 2.0, max_batch: int = 32) -> None:
+    def __init__(
+        self,
+        inner: Embedder,
+        *,
+        max_wait_ms: float = 2.0,
+        max_batch: int = 32,
+        lanes: int = 1,
+        threads: int = 1,
+        set_threads: Callable[[int], None] | None = None,
+    ) -> None:
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if lanes < 1:
+            raise ValueError("lanes must be >= 1")
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
         self.max_wait = max_wait_ms / 1000.0
         self.max_batch = max_batch
+        self.lanes = lanes
+        self.threads = threads
+        self._set_threads = set_threads
         self.stats = BatchStats()
         self._lock = threading.Lock()
         self._arrival = threading.Condition(self._lock)  # a waiting leader listens here
         self._idle = threading.Condition(self._lock)  # close() listens here
         self._pending: deque[_Request] = deque()
         self._pending_texts = 0
-        self._busy = False  # a leader is choosing or encoding a batch
+        self._active = 0  # leaders choosing or encoding a batch (at most `lanes`)
         self._closed = False
-        self._contention = 0.0  # running share of requests that found the model busy
+        self._contention = 0.0  # running share of requests that found every lane busy
+        self._sharing = 0.0  # running share of requests that found some lane busy
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def active(self) -> int:
+        """Leaders gathering or encoding a batch (at most `lanes`)."""
+        with self._lock:
+            return self._active
 
     @property
     def pending(self) -> int:
@@ -124,7 +157,13 @@ class BatchingEmbedder:
             return len(self._pending)
 
     def encode_passages(self, texts: list[str]) -> Vectors:
-        """Passages are not batched across callers (see the class docstring)."""
+        """Passages are not batched across callers (see the class docstring).
+
+        They get every thread: a thread's count is its own, and an index build may run on
+        a thread that inherited a lane's smaller count.
+        """
+        if self._set_threads is not None:
+            self._set_threads(self.threads)
         return self.inner.encode_passages(texts)
 
     def encode_queries(self, texts: list[str]) -> Vectors:
@@ -135,19 +174,24 @@ class BatchingEmbedder:
         with self._lock:
             if self._closed:
                 raise EmbedderClosed("the embedder is closed")
-            self._contention += _CONTENTION_SMOOTHING * (float(self._busy) - self._contention)
-            self._pending.append(request)
-            self._pending_texts += len(request.texts)
-            lead = not self._busy
+            queued = float(self._active >= self.lanes)
+            self._contention += _CONTENTION_SMOOTHING * (queued - self._contention)
+            shared = float(self._active > 0)
+            self._sharing += _CONTENTION_SMOOTHING * (shared - self._sharing)
+            # The queue holds only callers waiting for a lane: a leader is never in it, so
+            # no other leader can take its request.
+            lead = self._active < self.lanes
             if lead:
-                self._busy = True
+                self._active += 1
             else:
+                self._pending.append(request)
+                self._pending_texts += len(request.texts)
                 self._arrival.notify()  # a leader waiting for company may have enough now
         if not lead:
             request.wake.wait()
             if not request.lead:
                 return request.result()
-        self._lead()
+        self._lead(request)
         return request.result()
 
     def close(self, timeout: float | None = 10.0) -> bool:
@@ -156,7 +200,7 @@ class BatchingEmbedder:
             self._closed = True
             self._arrival.notify_all()  # a leader waiting for company stops waiting
             deadline = None if timeout is None else time.monotonic() + timeout
-            while self._busy:
+            while self._active:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -164,26 +208,32 @@ class BatchingEmbedder:
             return True
 
     # -- internals ----------------------------------------------------------------------
-    def _lead(self) -> None:
-        """Encode one batch as the leader (the oldest pending request is the caller's own)."""
+    def _lead(self, own: _Request) -> None:
+        """Encode the caller's own request and what is queued, in one call, as a leader."""
         waited = False
         with self._lock:
             if self.max_wait > 0 and self._contention >= _CONTENTION_TO_WAIT:
-                deadline = self._pending[0].arrived + self.max_wait
-                while self._pending_texts < self.max_batch and not self._closed:
+                deadline = own.arrived + self.max_wait
+                while len(own.texts) + self._pending_texts < self.max_batch and not self._closed:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     waited = True
                     self._arrival.wait(remaining)
-            batch = [self._pending.popleft()]
-            size = len(batch[0].texts)
+            batch = [own]
+            size = len(own.texts)
+            taken = 0
             while self._pending and size + len(self._pending[0].texts) <= self.max_batch:
                 request = self._pending.popleft()
                 batch.append(request)
                 size += len(request.texts)
-            self._pending_texts -= size
+                taken += len(request.texts)
+            self._pending_texts -= taken
+            alone = self._active == 1 and self._sharing < _CONTENTION_TO_WAIT
+            threads = self.threads if alone else max(1, self.threads // self.lanes)
         try:
+            if self._set_threads is not None:
+                self._set_threads(threads)  # this thread's model call only
             self._encode(batch)
         finally:
             for request in batch:
@@ -195,13 +245,15 @@ class BatchingEmbedder:
                 self.stats.batches += 1
                 self.stats.largest = max(self.stats.largest, len(batch))
                 self.stats.waited += int(waited)
-                if self._pending:
-                    successor = self._pending[0]
+                if self._pending:  # the lane passes to the oldest waiting caller
+                    successor = self._pending.popleft()
+                    self._pending_texts -= len(successor.texts)
                     successor.lead = True
                     successor.wake.set()
                 else:
-                    self._busy = False
-                    self._idle.notify_all()
+                    self._active -= 1
+                    if not self._active:
+                        self._idle.notify_all()
             for request in batch:
                 request.wake.set()
 

@@ -147,7 +147,9 @@ class SentenceTransformerEmbedder:
         self.name = name
         self.path = path
         self.batch_size = batch_size
-        # torch's intra-op pool is shared; encoding from several threads at once only thrashes.
+        # The fast tokenizer keeps its padding and truncation settings as mutable state, so
+        # one thread tokenises at a time; model calls themselves may run concurrently (the
+        # micro-batcher's lanes, each with its own intra-op threads: indexer/batching.py).
         self._lock = threading.Lock()
         self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self._model.eval()
@@ -245,10 +247,11 @@ class SentenceTransformerEmbedder:
         prompt = self._model.prompts.get(prompt_name) if prompt_name else None
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                features = self._model.preprocess([texts[i] for i in rows], prompt=prompt)
+                with self._lock:
+                    features = self._model.preprocess([texts[i] for i in rows], prompt=prompt)
                 if self._traced is not None:
                     vecs = self._traced(*(features[k] for k in self._trace_inputs))
                 else:
@@ -314,6 +317,25 @@ class CachedEmbedder:
                     vec = self.inner.encode_passages([text])[0]
                 out[i] = vec
         return out
+
+
+def torch_threads() -> int:
+    """torch's intra-op thread count for model calls (one per core unless configured)."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def set_torch_threads(n: int) -> None:
+    """Intra-op threads for the calling thread's next model calls.
+
+    torch runs its operators on OpenMP, whose thread count belongs to the calling thread, so
+    two threads can run model calls with different counts at once (the micro-batcher's
+    lanes). Costs ~0.1 us.
+    """
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def load_embedder(name: str, models_dir: Path, *, trace: bool = True) -> CachedEmbedder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class FakeEmbedder:
 
     `gate` makes calls for the text "blocker" wait until released, so a test can hold the
     model busy while other requests queue up behind it. Texts containing "poison" fail.
+    `delay` seconds of sleep per call stand for the model's compute time.
     With `real`, other texts are encoded by that model instead.
     """
 
@@ -39,6 +41,7 @@ class FakeEmbedder:
         self.calls: list[list[str]] = []
         self.gate = threading.Event()
         self.entered = threading.Event()
+        self.delay = 0.0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -53,6 +56,8 @@ class FakeEmbedder:
         if "blocker" in texts:
             self.entered.set()
             assert self.gate.wait(30), "the test never released the blocker"
+        if self.delay:
+            time.sleep(self.delay)
         if any("poison" in t for t in texts):
             raise ValueError("poisoned text")
         if self.real is not None:
@@ -221,7 +226,7 @@ def test_under_contention_an_idle_leader_waits_for_company() -> None:
     # makes a full batch of two, and both are encoded in one call.
     first = threading.Thread(target=batcher.encode_queries, args=(["first"],))
     first.start()
-    wait_until(lambda: batcher.stats.batches >= 5 and batcher.pending == 1)
+    wait_until(lambda: batcher.stats.batches >= 5 and batcher.active == 1)
     second = threading.Thread(target=batcher.encode_queries, args=(["second"],))
     second.start()
     for t in (first, second):
@@ -304,6 +309,118 @@ def test_invalid_limits_are_rejected() -> None:
         BatchingEmbedder(FakeEmbedder(), max_batch=0)
     with pytest.raises(ValueError):
         BatchingEmbedder(FakeEmbedder(), max_wait_ms=-1)
+    with pytest.raises(ValueError):
+        BatchingEmbedder(FakeEmbedder(), lanes=0)
+    with pytest.raises(ValueError):
+        BatchingEmbedder(FakeEmbedder(), threads=0)
+
+
+# -- lanes: several model calls at once -----------------------------------------------------
+class ThreadLog:
+    """Records the thread count each model call was given (the `set_threads` hook)."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.counts.append(n)
+
+
+def test_a_second_lane_serves_while_the_first_is_busy() -> None:
+    fake = FakeEmbedder()
+    threads = ThreadLog()
+    batcher = BatchingEmbedder(fake, max_wait_ms=0, lanes=2, threads=2, set_threads=threads)
+    blocker = hold_model(batcher, fake)  # lane 1 is held
+    assert batcher.active == 1
+    # Lane 2 encodes these one after another while lane 1 stays busy; none queues.
+    for n in range(5):
+        np.testing.assert_array_equal(
+            batcher.encode_queries([f"meanwhile {n}"])[0], fake.vector(f"meanwhile {n}")
+        )
+    assert batcher.pending == 0 and batcher.active == 1
+    # With both lanes taken, callers queue and go together when a lane frees up.
+    lane2 = threading.Thread(target=batcher.encode_queries, args=(["blocker"],))
+    lane2.start()
+    wait_until(lambda: batcher.active == 2)
+    queued = [threading.Thread(target=batcher.encode_queries, args=([f"q{n}"],)) for n in range(6)]
+    for t in queued:
+        t.start()
+    wait_until(lambda: batcher.pending == 6)
+    fake.gate.set()
+    for t in [*queued, blocker, lane2]:
+        t.join(60)
+        assert not t.is_alive()
+    assert batcher.active == 0 and batcher.pending == 0
+    queued_calls = [c for c in fake.calls if any(t.startswith("q") for t in c)]
+    assert sorted(t for c in queued_calls for t in c) == [f"q{n}" for n in range(6)]
+    assert len(queued_calls) < 6  # they shared calls
+    # Low load: the lone calls got both threads; while the other lane was busy, one each.
+    assert threads.counts[0] == 2
+    assert 1 in threads.counts
+
+
+def test_a_lone_client_gets_every_thread_and_lanes_split_them_under_load() -> None:
+    fake = FakeEmbedder()
+    threads = ThreadLog()
+    batcher = BatchingEmbedder(fake, max_wait_ms=0, lanes=2, threads=4, set_threads=threads)
+    for n in range(10):
+        batcher.encode_queries([f"alone {n}"])
+    assert threads.counts == [4] * 10
+    # Sixteen clients at once: most calls share the cores, two threads each.
+    fake.delay = 0.002
+    threads.counts.clear()
+    barrier = threading.Barrier(16)
+
+    def client(n: int) -> Callable[[], None]:
+        def run() -> None:
+            barrier.wait()
+            for i in range(20):
+                got = batcher.encode_queries([f"c{n} {i}"])
+                np.testing.assert_array_equal(got[0], fake.vector(f"c{n} {i}"))
+
+        return run
+
+    run_threads([client(n) for n in range(16)])
+    assert batcher.active == 0 and batcher.pending == 0
+    assert batcher.stats.requests == 10 + 16 * 20
+    assert threads.counts.count(2) > len(threads.counts) / 2
+    assert set(threads.counts) <= {2, 4}
+    # Passages (index builds) always get every thread.
+    batcher.encode_passages(["p"])
+    assert threads.counts[-1] == 4
+
+
+def test_lanes_never_leak_under_concurrent_load() -> None:
+    """Many callers through two lanes, with failures: every caller gets its own answer, and
+    afterwards no lane is left taken (close() finds the model idle at once)."""
+    fake = FakeEmbedder()
+    fake.delay = 0.0005
+    batcher = BatchingEmbedder(fake, max_wait_ms=1, max_batch=4, lanes=2, threads=2)
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(30):
+                text = f"poison {n} {i}" if (n + i) % 7 == 0 else f"c{n} {i}"
+                try:
+                    got = batcher.encode_queries([text])
+                except ValueError:
+                    assert "poison" in text
+                    continue
+                if not np.array_equal(got[0], fake.vector(text)):
+                    with lock:
+                        errors.append(text)
+
+        return run
+
+    run_threads([client(n) for n in range(12)])
+    assert errors == []
+    assert batcher.active == 0 and batcher.pending == 0
+    assert batcher.stats.requests == 12 * 30
+    assert batcher.close(timeout=0.5) is True
 
 
 # -- wiring ---------------------------------------------------------------------------------
