@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.state import Services
+from kb.errors import Unauthorized
 from kb.keys import authenticate
 from kb.models import ApiKey, Role
 
@@ -51,21 +52,37 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _BEARER = HTTPBearer(auto_error=False, description="An API key from `faqloop keys create`.")
 
 
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+) -> str:
+    """The bearer token as sent; 401 when there is none (no I/O: the key itself is checked
+    by `authenticate_request`). Dependencies run before the body is validated, so a request
+    without a key is refused as such, whatever its body."""
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return token
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def authenticate_request(session: Session, token: str, role: Role) -> ApiKey:
+    """Check the request's key in the handler's own thread (see `require`)."""
+    key = authenticate(session, token, needs=role)
+    # End the read-only transaction of the lookup, so the request does not hold a pooled
+    # connection while it waits for the model (micro-batched suggest requests would
+    # otherwise be capped by the pool size, and a second session opened by the handler
+    # could wait on a pool its own request helped exhaust). Loaded attributes are kept.
+    session.commit()
+    return key
+
+
 def require(role: Role) -> Callable[..., ApiKey]:
     """A dependency that admits keys of `role` or higher."""
 
-    def dependency(
-        session: SessionDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
-    ) -> ApiKey:
-        token = credentials.credentials.strip() if credentials else None
-        key = authenticate(session, token or None, needs=role)
-        # End the read-only transaction of the lookup, so the request does not hold a pooled
-        # connection while it waits for the model (micro-batched suggest requests would
-        # otherwise be capped by the pool size, and a second session opened by the handler
-        # could wait on a pool its own request helped exhaust). Loaded attributes are kept.
-        session.commit()
-        return key
+    def dependency(session: SessionDep, token: BearerToken) -> ApiKey:
+        return authenticate_request(session, token, role)
 
     return dependency
 

@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session
 from indexer.confidence import ConfidenceModel
 from kb.channels import DEFAULT_LIMITS, Channel, resolve_channel
 from kb.cleaning import split_sentences
-from kb.faqs import entries_by_ids
 from kb.indexing import IndexManager
 from kb.models import TriageAdvice
 from kb.personal_data import personal_data_kinds
@@ -450,17 +449,6 @@ class AssistedSuggestion:
     channel: Channel
 
 
-def faq_for_reply(session: Session, faq_id: int, url: str) -> FaqForReply | None:
-    """The FAQ's current title, answer and category, or None if it is gone."""
-    entry = entries_by_ids(session, [faq_id]).get(faq_id)
-    if entry is None or entry.current_revision is None:
-        return None
-    rev = entry.current_revision
-    return FaqForReply(
-        faq_id=entry.id, title=rev.question, answer=rev.answer, url=url, category=entry.category
-    )
-
-
 def suggest_with_reply(
     session: Session,
     index: IndexManager,
@@ -496,7 +484,18 @@ def suggest_with_reply(
         matched=not out.abstained,
     )
     kinds = personal_data_kinds(text)
-    faq = faq_for_reply(session, out.best.faq_id, out.best.url) if out.best else None
+    best = out.best
+    faq = (
+        FaqForReply(
+            faq_id=best.faq_id,
+            title=best.title,
+            answer=out.best_answer,
+            url=best.url,
+            category=best.category,
+        )
+        if best is not None and out.best_answer is not None
+        else None
+    )
     draft = compose_reply(
         text,
         out.language,

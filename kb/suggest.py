@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, Table
 from sqlalchemy.orm import Session
 
 from indexer.confidence import ConfidenceModel
 from kb.errors import InvalidInput
-from kb.faqs import entries_by_ids
+from kb.faqs import published_heads
 from kb.indexing import IndexManager
-from kb.models import EntryStatus, Suggestion, TriageAdvice
+from kb.models import Suggestion, TriageAdvice
 from kb.personal_data import mask_personal_data
 from kb.text import LANGUAGES, clean_post, detect_language
 
@@ -50,6 +52,7 @@ class SuggestOutcome:
     latency_ms: float = 0.0
     best: Candidate | None = field(default=None)
     query: str = ""  # the post as searched (cleaned), what a recorded suggestion stores
+    best_answer: str | None = None  # the best article's current answer, for the reply
 
 
 def validate_post(text: str, lang: str | None, k: int | None, policy: SuggestPolicy) -> int:
@@ -94,21 +97,21 @@ def suggest(
     result = index.search(query, k=k, language=language)
     confidence = calibration.confidence(result)
     # The database is the truth: a hit whose entry was unpublished since is dropped.
-    entries = entries_by_ids(session, [h.entry_id for h in result.hits])
+    heads = published_heads(session, [h.entry_id for h in result.hits])
     candidates = []
     for hit in result.hits:
-        entry = entries.get(hit.entry_id)
-        if entry is None or entry.status != EntryStatus.published or not entry.current_revision:
+        head = heads.get(hit.entry_id)
+        if head is None:
             continue
         candidates.append(
             Candidate(
-                faq_id=entry.id,
-                slug=entry.slug,
-                title=entry.current_revision.question,
-                url=article_url(policy.base_url, entry.slug),
+                faq_id=head.id,
+                slug=head.slug,
+                title=head.question,
+                url=article_url(policy.base_url, head.slug),
                 score=round(hit.score, 6),
-                language=entry.language,
-                category=entry.category,
+                language=head.language,
+                category=head.category,
             )
         )
     if candidates and candidates[0].faq_id != (result.hits[0].entry_id if result.hits else None):
@@ -120,12 +123,17 @@ def suggest(
         abstained=abstained,
         language=language,
         best=None if abstained else candidates[0],
+        best_answer=None if abstained else heads[candidates[0].faq_id].answer,
     )
     outcome.latency_ms = round((time.perf_counter() - started) * 1000, 2)
     outcome.query = query
     if record:
         record_suggestion(session, outcome, channel=channel, api_key_id=api_key_id)
     return outcome
+
+
+# On the table, not the mapped class: an ORM-enabled insert goes through the bulk path.
+_INSERT_SUGGESTION = cast(Table, Suggestion.__table__).insert()
 
 
 def record_suggestion(
@@ -138,28 +146,38 @@ def record_suggestion(
     reply_text: str | None = None,
     dm_handoff: bool | None = None,
 ) -> int:
-    """Store a suggestion (one INSERT, flushed); set and return its id.
+    """Store a suggestion (one INSERT); set and return its id.
 
     Callers write it last, just before they commit: on SQLite the INSERT takes the database's
     write lock, and everything between it and the commit holds every other writer back.
     """
-    row = Suggestion(
-        # Searched unmasked (placeholders would be search terms), stored masked; PostgreSQL
-        # text cannot hold NUL.
-        text=mask_personal_data(outcome.query).replace("\x00", ""),
-        language=outcome.language,
-        channel=channel,
-        candidates=[{"faq_id": c.faq_id, "score": c.score} for c in outcome.candidates],
-        best_faq_id=outcome.best.faq_id if outcome.best else None,
-        confidence=outcome.confidence,
-        abstained=outcome.abstained,
-        latency_ms=outcome.latency_ms,
-        api_key_id=api_key_id,
-        triage=triage,
-        reply_text=reply_text,
-        dm_handoff=dm_handoff,
+    # A Core INSERT: the unit of work's bookkeeping for one new row cost more than the row
+    # (SQLite: 146 us with the commit, against 295 us through session.add and flush).
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            _INSERT_SUGGESTION,
+            {
+                # Searched unmasked (placeholders would be search terms), stored masked;
+                # PostgreSQL text cannot hold NUL.
+                "text": mask_personal_data(outcome.query).replace("\x00", ""),
+                "language": outcome.language,
+                "channel": channel,
+                "candidates": [{"faq_id": c.faq_id, "score": c.score} for c in outcome.candidates],
+                "best_faq_id": outcome.best.faq_id if outcome.best else None,
+                "confidence": outcome.confidence,
+                "abstained": outcome.abstained,
+                "latency_ms": outcome.latency_ms,
+                "api_key_id": api_key_id,
+                "triage": triage,
+                "reply_text": reply_text,
+                "dm_handoff": dm_handoff,
+            },
+        ),
     )
-    session.add(row)
-    session.flush()
-    outcome.suggestion_id = row.id
-    return row.id
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported database reports the new id
+        raise RuntimeError("the database did not report the new suggestion's id")
+    suggestion_id = int(key[0])
+    outcome.suggestion_id = suggestion_id
+    return suggestion_id

@@ -107,6 +107,11 @@ def test_keys_are_required_and_roles_enforced(
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
     r = client.post("/v1/suggest", json={"text": "hi"}, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
+    # Without a key, the key is what is refused, whatever the body.
+    r = client.post("/v1/suggest", json={"k": "x"})
+    assert r.status_code == 401 and "missing API key" in r.json()["detail"]
+    r = client.post("/v1/suggest", json={"text": "hi"}, headers={"Authorization": "Bearer  "})
+    assert r.status_code == 401
     r = client.post(
         "/v1/faqs",
         json={"question": "q?", "answer": "a", "category": "billing", "lang": "en"},

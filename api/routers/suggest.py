@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import AgentKey, ServicesDep, SessionDep
+from api.deps import AgentKey, BearerToken, ServicesDep, SessionDep, authenticate_request
 from api.reply_deps import ReplyKitDep
 from api.reply_schemas import BatchItem, BatchRequest, BatchResponse, suggest_response
 from api.schemas import ErrorBody, SuggestRequest, SuggestResponse
 from kb.batch import suggest_batch
+from kb.models import Role
 from kb.reply import suggest_with_reply
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
@@ -23,7 +24,7 @@ def post_suggest(
     body: SuggestRequest,
     services: ServicesDep,
     session: SessionDep,
-    key: AgentKey,
+    token: BearerToken,
     kit: ReplyKitDep,
 ) -> Response:
     """Rank the FAQs for one post; `abstained` when nothing fits well enough.
@@ -31,6 +32,9 @@ def post_suggest(
     Also advises whether to reply (`triage`) and drafts the reply for the post's `channel`
     (`reply`; see README, "Agent reply drafts").
     """
+    # The key is checked here, in the handler's thread, not by a dependency of its own: a
+    # plain `def` dependency is one more trip through the thread pool for every request.
+    key = authenticate_request(session, token, Role.agent)
     out = suggest_with_reply(
         session,
         services.index,
