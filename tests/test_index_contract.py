@@ -189,3 +189,55 @@ def test_reliability_table_and_ece() -> None:
     assert [(r[2], round(r[4], 2)) for r in rows] == [(1, 0.0), (1, 1.0), (1, 1.0), (2, 0.5)]
     # |.05-0| + |.15-1| + |.85-1| + 2×|.95-.5| over 5 queries
     assert ece == pytest.approx((0.05 + 0.85 + 0.15 + 0.9) / 5)
+
+
+def _coverage_by_definition(
+    docs: dict[int, list[str]], terms: list[str], doc_id: int
+) -> float:
+    """IDF-weighted share of the query's distinct terms found in the document, worked out
+    from the documents alone (BM25's IDF; unknown terms get the largest possible IDF)."""
+    import math
+
+    n = len(docs)
+    df: dict[str, int] = {}
+    for words in docs.values():
+        for w in set(words):
+            df[w] = df.get(w, 0) + 1
+    top = math.log(1 + (n + 0.5) / 0.5)
+    weights = {
+        t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) if t in df else top for t in set(terms)
+    }
+    total = sum(weights.values())
+    held = set(docs.get(doc_id, []))
+    return sum(w for t, w in weights.items() if t in held) / total if total else 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    docs=st.dictionaries(
+        st.integers(1, 60),
+        st.lists(st.sampled_from("abcdefghij"), min_size=0, max_size=8),
+        min_size=1,
+        max_size=25,
+    ),
+    terms=st.lists(st.sampled_from("abcdefghijxyz"), min_size=0, max_size=6),
+    removed=st.lists(st.integers(1, 60), max_size=5),
+)
+def test_coverage_matches_its_definition(
+    docs: dict[int, list[str]], terms: list[str], removed: list[int]
+) -> None:
+    """coverage_of reads the BM25 matrix; it must agree with the definition, also after
+    documents are replaced and removed, and for ids the index does not hold."""
+    from indexer.lexical import LexicalIndex
+
+    index = LexicalIndex()
+    index.upsert({d: ["a"] for d in docs})  # replaced below
+    index.upsert(docs)
+    index.remove(removed)
+    live = {d: w for d, w in docs.items() if d not in set(removed)}
+    asked = [*docs, 999]
+    got = index.coverage_of(terms, asked)
+    assert set(got) == set(asked)
+    for doc_id in asked:
+        expected = _coverage_by_definition(live, terms, doc_id) if live else 0.0
+        assert got[doc_id] == pytest.approx(expected, abs=1e-9), doc_id
