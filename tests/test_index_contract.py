@@ -191,9 +191,7 @@ def test_reliability_table_and_ece() -> None:
     assert ece == pytest.approx((0.05 + 0.85 + 0.15 + 0.9) / 5)
 
 
-def _coverage_by_definition(
-    docs: dict[int, list[str]], terms: list[str], doc_id: int
-) -> float:
+def _coverage_by_definition(docs: dict[int, list[str]], terms: list[str], doc_id: int) -> float:
     """IDF-weighted share of the query's distinct terms found in the document, worked out
     from the documents alone (BM25's IDF; unknown terms get the largest possible IDF)."""
     import math
