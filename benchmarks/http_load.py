@@ -11,10 +11,16 @@ then:
   session as POST /v1/suggest does (clean, embed, FAISS + BM25, fuse, calibrate, re-check
   in the database, record the suggestion); the micro-batcher's mean batch size is shown;
 - over HTTP: `faqloop serve` on loopback, clients with keep-alive connections, each
-  sending its next post as soon as the last one is answered.
+  sending its next post as soon as the last one is answered (benchlib.KeepAliveClient,
+  a lean client: the clients share the server's cores, so their CPU time per request is
+  measured and printed too).
 
+Each level starts with eight unmeasured requests per client (new worker threads, pooled
+connections, the model's first call on a new thread), then sends at least 16 per client.
 Prints p50/p95/p99 latency, throughput, errors and the server's peak memory per level and
-writes benchmarks/results/http_load.json.
+writes benchmarks/results/http_load.json. Throughput is shown twice: over the whole run
+(req/s), and in the steady state while every client was busy (steady req/s, see
+benchlib.steady_throughput), which leaves out the tail where clients run out of work.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    HttpFailure,
     KbQuery,
+    KeepAliveClient,
     RssSampler,
     knowledge_base,
     latency_summary,
@@ -42,13 +50,20 @@ from benchlib import (
     sample_queries,
     scratch_database,
     start_server,
+    steady_throughput,
     write_result,
 )
 
 
 def requests_for(level: int, requests: int) -> int:
-    """Enough requests that every client sends at least 8."""
-    return max(requests, 8 * level)
+    """Enough requests that every client sends at least 16."""
+    return max(requests, 16 * level)
+
+
+def warmup_for(level: int) -> int:
+    """Requests sent at a level before measuring it (new worker threads, pool connections,
+    the model's first calls on a new thread): two per client."""
+    return 2 * level
 
 
 def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
@@ -60,6 +75,8 @@ def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
     for post in posts:
         work.put(post)
     latencies: list[float] = []
+    done: list[float] = []
+    drained = [0.0]
     errors = [0]
     lock = threading.Lock()
     batcher = services.embedder
@@ -71,6 +88,8 @@ def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
                 post = work.get_nowait()
             except queue.Empty:
                 return
+            if work.empty():
+                drained[0] = time.perf_counter()
             t0 = time.perf_counter()
             try:
                 with session_scope(services.session_factory) as session:
@@ -81,9 +100,10 @@ def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
                 with lock:
                     errors[0] += 1
                 continue
-            elapsed = (time.perf_counter() - t0) * 1000
+            finished = time.perf_counter()
             with lock:
-                latencies.append(elapsed)
+                latencies.append((finished - t0) * 1000)
+                done.append(finished)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     wall = time.perf_counter()
@@ -92,6 +112,7 @@ def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
     for t in threads:
         t.join()
     summary = latency_summary(latencies, time.perf_counter() - wall, errors[0])
+    summary["steady_per_s"] = steady_throughput(done, wall, drained[0])
     batches = batcher.stats.batches - batches0
     encoded = batcher.stats.requests - requests0
     summary["mean_batch"] = round(encoded / batches, 2) if batches else 0
@@ -100,42 +121,52 @@ def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
 
 async def over_http(
     bases: list[str], key: str, posts: list[str], clients: int
-) -> tuple[list[float], int, float]:
-    """Send every post with `clients` keep-alive clients (round-robin over `bases`)."""
-    import httpx
+) -> tuple[list[float], int, float, float]:
+    """Send every post with `clients` keep-alive clients (round-robin over `bases`).
 
+    Returns the latencies, the errors, the wall time and the steady throughput (see
+    `steady_throughput`)."""
     pending: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for n, post in enumerate(posts):
         pending.put_nowait((n, post))
     latencies: list[float] = []
+    done: list[float] = []
+    drained = 0.0
     errors = 0
 
     async def client() -> None:
-        nonlocal errors
+        nonlocal errors, drained
+        # One keep-alive connection per server (benchlib.KeepAliveClient: a lean client,
+        # so the load generator takes as little as it can of the cores it shares).
         headers = {"Authorization": f"Bearer {key}"}
-        # Idle connections are dropped before the server's keep-alive (5 s in uvicorn) runs
-        # out: reusing one the server is closing at that moment fails with ReadError.
-        limits = httpx.Limits(
-            max_connections=len(bases), max_keepalive_connections=len(bases), keepalive_expiry=2
-        )
-        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=300) as http:
+        connections = [KeepAliveClient(base, headers) for base in bases]
+        try:
             while not pending.empty():
                 n, post = pending.get_nowait()
-                base = bases[n % len(bases)]
+                if pending.empty():
+                    drained = time.perf_counter()
                 t0 = time.perf_counter()
                 try:
-                    r = await http.post(f"{base}/v1/suggest", json={"text": post})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    status, _ = await connections[n % len(bases)].post_json(
+                        "/v1/suggest", {"text": post}
+                    )
+                    ok = status == 200
+                except HttpFailure:
                     ok = False
+                finished = time.perf_counter()
                 if ok:
-                    latencies.append((time.perf_counter() - t0) * 1000)
+                    latencies.append((finished - t0) * 1000)
+                    done.append(finished)
                 else:
                     errors += 1
+        finally:
+            for connection in connections:
+                await connection.close()
 
     wall = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, errors, time.perf_counter() - wall
+    elapsed = time.perf_counter() - wall
+    return latencies, errors, elapsed, steady_throughput(done, wall, drained)
 
 
 def prepare(data_dir: Path, db_url: str) -> tuple[Any, str, dict[str, Any]]:
@@ -218,6 +249,7 @@ def main() -> None:
                 for post in _posts(queries, 20, seed=99):  # warm-up
                     in_process(services, [post], 1)
                 for level in args.concurrency:
+                    in_process(services, _posts(queries, warmup_for(level), seed=50 + level), level)
                     posts = _posts(queries, requests_for(level, args.requests), seed=level)
                     body["in_process"][str(level)] = in_process(services, posts, level)
                 body["in_process_peak_rss_mb"] = round(peak_rss_mb(), 1)
@@ -237,14 +269,20 @@ def main() -> None:
                 asyncio.run(over_http([server.base], key, _posts(queries, 30, seed=7), 2))
                 body["server_rss_after_warmup_mb"] = round(rss_mb(server.pid), 1)
                 for level in args.concurrency:
+                    warm = _posts(queries, warmup_for(level), seed=150 + level)
+                    asyncio.run(over_http([server.base], key, warm, level))
                     posts = _posts(queries, requests_for(level, args.requests), seed=100 + level)
                     calls0 = query_batches(server.base)
+                    cpu0 = time.process_time()  # this process only runs the clients now
                     with RssSampler([server.pid]) as sampler:
-                        latencies, errors, wall = asyncio.run(
+                        latencies, errors, wall, steady = asyncio.run(
                             over_http([server.base], key, posts, level)
                         )
+                    client_cpu = time.process_time() - cpu0
                     calls1 = query_batches(server.base)
                     summary = latency_summary(latencies, wall, errors)
+                    summary["steady_per_s"] = steady
+                    summary["client_cpu_ms_per_request"] = round(client_cpu / len(posts) * 1000, 2)
                     summary["server_peak_rss_mb"] = round(sampler.peak[server.pid], 1)
                     if calls0 and calls1 and calls1[0] > calls0[0]:
                         summary["mean_batch"] = round(
@@ -290,6 +328,7 @@ def report(body: dict[str, Any]) -> None:
                     s["p95_ms"],
                     s["p99_ms"],
                     s["throughput_per_s"],
+                    s.get("steady_per_s", ""),
                     s.get("mean_batch", ""),
                     s.get("server_peak_rss_mb", ""),
                 ]
@@ -304,6 +343,7 @@ def report(body: dict[str, Any]) -> None:
             "p95 ms",
             "p99 ms",
             "req/s",
+            "steady req/s",
             "mean batch",
             "peak RSS MB",
         ],

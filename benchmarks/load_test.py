@@ -32,6 +32,8 @@ from typing import Any
 
 from benchlib import (
     PG_DEFAULT_URL,
+    HttpFailure,
+    KeepAliveClient,
     knowledge_base,
     latency_summary,
     machine,
@@ -78,8 +80,6 @@ async def load(
     deadline: float,
 ) -> dict[str, Any]:
     """Send every post; sample memory along the way."""
-    import httpx
-
     pending: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for item in enumerate(posts):
         pending.put_nowait(item)
@@ -103,21 +103,19 @@ async def load(
     async def client() -> None:
         nonlocal done
         headers = {"Authorization": f"Bearer {key}"}
-        # Idle connections are dropped before the server's keep-alive (5 s in uvicorn) runs
-        # out: reusing one the server is closing at that moment fails with ReadError.
-        limits = httpx.Limits(
-            max_connections=len(bases), max_keepalive_connections=len(bases), keepalive_expiry=2
-        )
-        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=120) as http:
+        # One keep-alive connection per replica (benchlib.KeepAliveClient: the lean client,
+        # so the load generator takes as little as it can of the cores it shares).
+        connections = [KeepAliveClient(base, headers, timeout=120) for base in bases]
+        try:
             while not pending.empty() and time.monotonic() < deadline:
                 n, post = pending.get_nowait()
                 replica = n % len(bases)
                 t0 = time.perf_counter()
                 try:
-                    r = await http.post(f"{bases[replica]}/v1/suggest", json={"text": post})
-                    status = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
+                    code, _ = await connections[replica].post_json("/v1/suggest", {"text": post})
+                    status = str(code)
+                except HttpFailure as exc:
+                    status = str(exc).split(":")[0]
                 statuses[status] = statuses.get(status, 0) + 1
                 if status == "200":
                     latencies.append((time.perf_counter() - t0) * 1000)
@@ -127,13 +125,18 @@ async def load(
                     sample("after warm-up")
                 elif done > warmup and done % SAMPLE_EVERY == 0:
                     sample("")
+        finally:
+            for connection in connections:
+                await connection.close()
 
     # One request per replica first, alone: lazily built per-process state (the learnt
     # threshold, the first model call) is then in place before the crowd arrives.
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=300) as http:
-        for base in bases:
-            r = await http.post(f"{base}/v1/suggest", json={"text": posts[0]})
-            r.raise_for_status()
+    for base in bases:
+        first = KeepAliveClient(base, {"Authorization": f"Bearer {key}"})
+        code, body = await first.post_json("/v1/suggest", {"text": posts[0]})
+        await first.close()
+        if code != 200:
+            raise RuntimeError(f"{base} answered {code}: {body[:200]!r}")
     sample("ready")
     await asyncio.gather(*(client() for _ in range(concurrency)))
     wall = time.perf_counter() - started
