@@ -423,6 +423,47 @@ def test_lanes_never_leak_under_concurrent_load() -> None:
     assert batcher.close(timeout=0.5) is True
 
 
+def test_model_calls_run_on_lanes_model_threads_only() -> None:
+    """Sixteen caller threads through two lanes: every model call (and its thread-count
+    setting) happens on one of two long-lived model threads, never on a caller's thread."""
+    fake = FakeEmbedder()
+    fake.delay = 0.001
+    model_threads: set[int] = set()
+    setting_threads: set[int] = set()
+    lock = threading.Lock()
+    inner_encode = fake.encode_queries
+
+    def encode(texts: list[str]) -> Vectors:
+        with lock:
+            model_threads.add(threading.get_ident())
+        return inner_encode(texts)
+
+    def set_threads(n: int) -> None:
+        with lock:
+            setting_threads.add(threading.get_ident())
+
+    fake.encode_queries = encode  # type: ignore[method-assign]
+    batcher = BatchingEmbedder(fake, max_wait_ms=1, lanes=2, threads=2, set_threads=set_threads)
+    callers: set[int] = set()
+
+    def client(n: int) -> Callable[[], None]:
+        def run() -> None:
+            with lock:
+                callers.add(threading.get_ident())
+            for i in range(15):
+                got = batcher.encode_queries([f"c{n} {i}"])
+                np.testing.assert_array_equal(got[0], fake.vector(f"c{n} {i}"))
+
+        return run
+
+    run_threads([client(n) for n in range(16)])
+    assert batcher.stats.requests == 16 * 15
+    assert 1 <= len(model_threads) <= 2
+    assert model_threads.isdisjoint(callers)
+    assert setting_threads == model_threads
+    assert batcher.close(timeout=1) is True
+
+
 # -- wiring ---------------------------------------------------------------------------------
 def test_services_batch_queries_as_configured(
     settings: Settings, embedder: CachedEmbedder, tmp_path: Path
