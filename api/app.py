@@ -14,26 +14,23 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import observability
-from api.health_deps import start_health_loop
-from api.limits import reject_unknown_query_parameters
-from api.routers import (
-    agent_metrics,
-    drafts,
-    editor,
-    faqs,
-    flags,
-    health,
-    outcomes,
-    public,
-    review,
-    site,
-    suggest,
-    threads,
-)
+from api.capture import drafts, threads
+from api.capture import pages as review
+from api.faqs import routes as faqs
+from api.health import pages as editor
+from api.health import routes as flags
+from api.health.deps import start_health_loop
+from api.ops import healthz as health
+from api.replies import metrics as agent_metrics
+from api.replies import outcomes
 from api.settings import Settings
+from api.site import pages as site
+from api.site import routes as public
 from api.state import Services, build_services
-from indexer.embedding import Embedder
+from api.suggest import routes as suggest
+from api.web import observability
+from api.web.limits import reject_unknown_query_parameters
+from indexer.embedding.encoders import Embedder
 from kb import errors
 
 log = logging.getLogger(__name__)

@@ -291,8 +291,8 @@ class Settings(BaseSettings):
     @field_validator("channel_limits")
     @classmethod
     def _valid_channel_limits(cls, value: str) -> str:
-        from kb.channels import parse_channel_limits
         from kb.errors import InvalidInput
+        from kb.replies.channels import parse_channel_limits
 
         try:
             parse_channel_limits(value)

@@ -10,13 +10,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
-from indexer.batching import BatchingEmbedder
-from indexer.confidence import ConfidenceModel, default_confidence_model
-from indexer.embedding import Embedder, load_embedder, set_torch_threads, torch_threads
-from indexer.tokenizer import default_tokenizer
+from indexer.embedding.encoders import Embedder, load_embedder, set_torch_threads, torch_threads
+from indexer.embedding.microbatch import BatchingEmbedder
+from indexer.lexical.tokenizer import default_tokenizer
+from indexer.retrieval.confidence import ConfidenceModel, default_confidence_model
 from kb.db import make_engine, make_session_factory
 from kb.indexing import IndexManager
-from kb.suggest import SuggestPolicy
+from kb.suggest.service import SuggestPolicy
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.backup import backup_database, count_rows, restore_database  # noqa: E402
-from kb.content import read_content_dir  # noqa: E402
 from kb.db import make_engine, make_session_factory, migrate, session_scope  # noqa: E402
-from kb.faqs import load_articles  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
+from kb.faqs.entries import load_articles  # noqa: E402
 from kb.models import FaqEntry, PageView, Suggestion, VisitorSeen, Vote  # noqa: E402
+from kb.ops.backup import backup_database, count_rows, restore_database  # noqa: E402
 
 
 def fill(url: str, votes: int) -> None:

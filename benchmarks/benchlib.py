@@ -102,7 +102,7 @@ def sample_queries(queries: list[KbQuery], n: int, seed: int = 0) -> list[KbQuer
 def populate(session_factory: Any, kb: list[KbEntry]) -> dict[int, str]:
     """Write the knowledge base through faqloop's services; return entry id -> eval key."""
     from kb.db import session_scope
-    from kb.faqs import create_entry
+    from kb.faqs.entries import create_entry
 
     ids: dict[int, str] = {}
     with session_scope(session_factory) as session:
@@ -460,7 +460,16 @@ def start_server(env: dict[str, str], log: Path) -> Server:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "api.cli.main",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env=full,
             stdout=out,

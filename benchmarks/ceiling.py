@@ -59,7 +59,7 @@ def main() -> None:
     hf_logging.disable_progress_bar()
 
     from api.settings import Settings
-    from indexer.embedding import resolve_model_path
+    from indexer.embedding.encoders import resolve_model_path
     from kb.indexing import IndexRecipe, entry_docs
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]

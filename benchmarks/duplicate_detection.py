@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.settings import Settings  # noqa: E402
-from indexer.embedding import load_embedder  # noqa: E402
-from indexer.tokenizer import default_tokenizer  # noqa: E402
-from kb.content import read_content_dir  # noqa: E402
-from kb.flags import duplicate_score  # noqa: E402
+from indexer.embedding.encoders import load_embedder  # noqa: E402
+from indexer.lexical.tokenizer import default_tokenizer  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
+from kb.health.duplicates import duplicate_score  # noqa: E402
 
 THRESHOLDS = (0.78, 0.79, 0.80, 0.81, 0.82, 0.83, 0.85)
 

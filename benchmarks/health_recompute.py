@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.settings import Settings  # noqa: E402
-from indexer.embedding import load_embedder  # noqa: E402
-from indexer.tokenizer import default_tokenizer  # noqa: E402
-from kb import flags, health  # noqa: E402
-from kb.capture import QuestionVectors  # noqa: E402
-from kb.content import read_content_dir  # noqa: E402
+from indexer.embedding.encoders import load_embedder  # noqa: E402
+from indexer.lexical.tokenizer import default_tokenizer  # noqa: E402
+from kb.capture.ingest import QuestionVectors  # noqa: E402
 from kb.db import make_engine, make_session_factory, migrate, session_scope  # noqa: E402
-from kb.faqs import create_entry, load_articles  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
+from kb.faqs.entries import create_entry, load_articles  # noqa: E402
+from kb.health import flags, scores  # noqa: E402
 from kb.models import (  # noqa: E402
     FaqEntry,
     FaqRevision,
@@ -187,7 +187,7 @@ def main() -> None:
     embedder = load_embedder(settings.embedding_model, settings.models_dir)
     vectors = QuestionVectors(embedder)
     tokenizer = default_tokenizer()
-    policy = health.HealthPolicy()
+    policy = scores.HealthPolicy()
     for label in ("cold (vectors computed)", "warm (vectors cached)"):
         t0 = time.perf_counter()
         with session_scope(factory) as s:
@@ -201,10 +201,10 @@ def main() -> None:
     times = []
     baseline = None
     with factory() as s:
-        baseline = health.compute_baseline(s, policy)
+        baseline = scores.compute_baseline(s, policy)
         for entry_id, _ in entries[:200]:
             t0 = time.perf_counter()
-            health.article_health(s, entry_id, policy, baseline=baseline)
+            scores.article_health(s, entry_id, policy, baseline=baseline)
             times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     print(

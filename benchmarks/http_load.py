@@ -69,7 +69,7 @@ def warmup_for(level: int) -> int:
 def in_process(services: Any, posts: list[str], clients: int) -> dict[str, Any]:
     """Suggest for every post from `clients` threads; latency summary and batching."""
     from kb.db import session_scope
-    from kb.suggest import suggest
+    from kb.suggest.service import suggest
 
     work: queue.SimpleQueue[str] = queue.SimpleQueue()
     for post in posts:
@@ -173,8 +173,8 @@ def prepare(data_dir: Path, db_url: str) -> tuple[Any, str, dict[str, Any]]:
     """Services over the knowledge base (indexed and saved in data_dir), an agent key."""
     from api.settings import Settings
     from api.state import build_services
+    from kb.auth.keys import create_key
     from kb.db import session_scope
-    from kb.keys import create_key
 
     settings = Settings(
         data_dir=data_dir,

@@ -91,7 +91,7 @@ def synthesise(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 def entries_from(phrasings: list[tuple[str, str]], first_id: int = 1) -> list[Any]:
     """Group phrasings into entries of ten texts (same language within an entry)."""
-    from indexer.search import EntryDocs
+    from indexer.retrieval.hybrid import EntryDocs
 
     by_lang: dict[str, list[str]] = {}
     for lang, text in phrasings:
@@ -129,10 +129,10 @@ class TimedEmbedder:
 def child(size: int) -> dict[str, Any]:
     """Build, save, load, search and update an index of `size` texts; return the figures."""
     from api.settings import Settings
-    from indexer.embedding import SentenceTransformerEmbedder, resolve_model_path
-    from indexer.search import HybridIndex
+    from indexer.embedding.encoders import SentenceTransformerEmbedder, resolve_model_path
+    from indexer.lexical.tokenizer import default_tokenizer
+    from indexer.retrieval.hybrid import HybridIndex
     from indexer.store import IndexStore
-    from indexer.tokenizer import default_tokenizer
     from kb.indexing import IndexRecipe
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]

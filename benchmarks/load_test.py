@@ -54,8 +54,8 @@ def prepare(data_dir: Path, db_url: str) -> str:
     """Load and index the knowledge base (run in a helper process); return an agent key."""
     from api.settings import Settings
     from api.state import build_services
+    from kb.auth.keys import create_key
     from kb.db import session_scope
-    from kb.keys import create_key
 
     settings = Settings(data_dir=data_dir, database_url=db_url, _env_file=None)  # type: ignore[call-arg]
     services = build_services(settings)

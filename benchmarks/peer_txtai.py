@@ -104,13 +104,13 @@ def main() -> None:
         sys.exit(f"peer_txtai: {message}")
 
     from api.settings import Settings
-    from indexer.batching import BatchingEmbedder
-    from indexer.embedding import load_embedder, resolve_model_path
-    from indexer.search import HybridIndex
-    from indexer.tokenizer import default_tokenizer
-    from kb.evaluation import EvalQuery, score_ranking
+    from indexer.embedding.encoders import load_embedder, resolve_model_path
+    from indexer.embedding.microbatch import BatchingEmbedder
+    from indexer.lexical.tokenizer import default_tokenizer
+    from indexer.retrieval.hybrid import HybridIndex
     from kb.indexing import IndexRecipe, entry_docs
-    from kb.text import detect_language, normalize_text
+    from kb.suggest.evaluation import EvalQuery, score_ranking
+    from kb.text.language import detect_language, normalize_text
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     if settings.torch_threads:
@@ -301,7 +301,7 @@ def _concurrently(run: Any, posts: list[str], clients: int, detect: Any) -> dict
 
 
 def _docs(n: int, e: KbEntry, recipe: Any, entry_docs: Any) -> Any:
-    from kb.text import normalize_text
+    from kb.text.language import normalize_text
 
     return entry_docs(n, e.language, normalize_text(e.question), e.answer, [], recipe)
 

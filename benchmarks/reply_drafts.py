@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from api.reply_deps import reply_policy  # noqa: E402
+from api.replies.deps import reply_policy  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from kb.channels import DEFAULT_LIMITS, resolve_channel  # noqa: E402
-from kb.content import read_content_dir  # noqa: E402
-from kb.personal_data import personal_data_kinds  # noqa: E402
-from kb.reply import FaqForReply, answer_gist, compose_reply  # noqa: E402
-from kb.triage import triage_post  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
+from kb.replies.channels import DEFAULT_LIMITS, resolve_channel  # noqa: E402
+from kb.replies.compose import FaqForReply, answer_gist, compose_reply  # noqa: E402
+from kb.replies.triage import triage_post  # noqa: E402
+from kb.text.personal_data import personal_data_kinds  # noqa: E402
 
 POSTS = {
     "en": [
@@ -105,12 +105,12 @@ def drafts_on_x() -> None:
 
 
 def end_to_end(limit: int) -> None:
-    from api.reply_deps import build_reply_kit
+    from api.replies.deps import build_reply_kit
     from api.state import build_services
     from kb.db import migrate, session_scope
-    from kb.faqs import load_articles
-    from kb.reply import suggest_with_reply
-    from kb.suggest import suggest
+    from kb.faqs.entries import load_articles
+    from kb.replies.compose import suggest_with_reply
+    from kb.suggest.service import suggest
 
     cases = yaml.safe_load((ROOT / "tests" / "data" / "suggest_cases.yaml").read_text())
     texts = [c["text"] for c in cases][:limit]

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.content import read_content_dir  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
 
 BROWSER_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
@@ -70,7 +70,7 @@ def free_port() -> int:
 
 def cli(env: dict[str, str], *args: str) -> None:
     # Our own interpreter and CLI with fixed arguments.
-    subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, check=True, cwd=ROOT)  # noqa: S603
+    subprocess.run([sys.executable, "-m", "api.cli.main", *args], env=env, check=True, cwd=ROOT)  # noqa: S603
 
 
 def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 300) -> None:
@@ -146,7 +146,16 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "api.cli.main",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from api.settings import Settings  # noqa: E402
 from api.state import build_services  # noqa: E402
 from kb.db import migrate, session_scope  # noqa: E402
-from kb.faqs import create_entry  # noqa: E402
-from kb.suggest import suggest  # noqa: E402
-from kb.text import detect_language  # noqa: E402
+from kb.faqs.entries import create_entry  # noqa: E402
+from kb.suggest.service import suggest  # noqa: E402
+from kb.text.language import detect_language  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.embedding import Embedder
-from indexer.search import FusionConfig, HybridIndex
-from indexer.tokenizer import Tokenizer
+from indexer.embedding.encoders import Embedder
+from indexer.lexical.tokenizer import Tokenizer
+from indexer.retrieval.hybrid import FusionConfig, HybridIndex
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"

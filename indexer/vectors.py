@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from indexer.embedding import Vectors
+from indexer.embedding.encoders import Vectors
 
 Ids = npt.NDArray[np.int64]
 

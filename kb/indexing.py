@@ -15,13 +15,13 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding import Embedder
-from indexer.search import EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
+from indexer.embedding.encoders import Embedder
+from indexer.lexical.tokenizer import Tokenizer
+from indexer.retrieval.hybrid import EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
 from indexer.store import IndexStore, IndexUnusable, Manifest
-from indexer.tokenizer import Tokenizer
 from kb.db import session_scope
 from kb.errors import IndexNotReady
-from kb.faqs import phrasings_of
+from kb.faqs.entries import phrasings_of
 from kb.models import EntryChange, EntryStatus, FaqEntry, utcnow
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder, load_embedder
-from kb.content import read_content_dir
+from indexer.embedding.encoders import CachedEmbedder, load_embedder
+from kb.auth.keys import create_key
 from kb.db import make_engine, make_session_factory, migrate, session_scope
-from kb.faqs import load_articles
-from kb.keys import create_key
+from kb.faqs.content import read_content_dir
+from kb.faqs.entries import load_articles
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = ROOT / "faq_content"

@@ -9,8 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.tokenizer import default_tokenizer
-from kb.agent_metrics import content_gaps, has_faq_link
+from indexer.lexical.tokenizer import default_tokenizer
 from kb.db import session_scope
 from kb.models import (
     EntryStatus,
@@ -23,6 +22,7 @@ from kb.models import (
     ThreadStatus,
     TriageAdvice,
 )
+from kb.replies.metrics import content_gaps, has_faq_link
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(days=7)

@@ -31,15 +31,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
+from indexer.embedding.encoders import CachedEmbedder
 from indexer.store import IndexStore
-from kb.backup import count_rows, restore_database
 from kb.db import alembic_config, make_engine, make_session_factory, migrate, session_scope
 from kb.models import EntryStatus, FaqEntry, Flag, FlagKind, FlagStatus
+from kb.ops.backup import count_rows, restore_database
 
 from .conftest import CONTENT_DIR, PG_URL, TEST_MODEL
 
-FAQLOOP = [sys.executable, "-m", "api.cli"]
+FAQLOOP = [sys.executable, "-m", "api.cli.main"]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -549,7 +549,7 @@ def test_an_older_backup_is_upgraded_by_the_migrations(
             _env_file=None,  # type: ignore[call-arg]
         )
         with session_scope(make_session_factory(make_engine(target))) as s:
-            from kb.keys import create_key
+            from kb.auth.keys import create_key
 
             _, key = create_key(s, role="agent")
         with TestClient(create_app(settings, embedder=embedder)) as client:

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from api import state
 from api.app import create_app
-from api.cli import app
+from api.cli.main import app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb.batch import RowError, done_ids, parse_posts, read_posts
+from indexer.embedding.encoders import CachedEmbedder
 from kb.errors import InvalidInput
 from kb.models import Suggestion
+from kb.suggest.file_batch import RowError, done_ids, parse_posts, read_posts
 
 from .conftest import CONTENT_DIR, TEST_MODEL
 

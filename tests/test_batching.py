@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from api.state import build_services
-from indexer.batching import BatchingEmbedder, EmbedderClosed
-from indexer.embedding import CachedEmbedder, Vectors
+from indexer.embedding.encoders import CachedEmbedder, Vectors
+from indexer.embedding.microbatch import BatchingEmbedder, EmbedderClosed
 
 DIM = 8
 

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb.content import Article
+from indexer.embedding.encoders import CachedEmbedder
+from kb.faqs.content import Article
 from kb.models import FaqEntry, PageView, SearchLog, Vote
 
 CHROMIUM = Path("/usr/bin/chromium")

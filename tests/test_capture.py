@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.capture_deps import MIN_COVER_THRESHOLD
-from indexer.confidence import default_confidence_model
-from indexer.embedding import CachedEmbedder
-from indexer.tokenizer import default_tokenizer
-from kb import capture
+from api.capture.deps import MIN_COVER_THRESHOLD
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.lexical.tokenizer import default_tokenizer
+from indexer.retrieval.confidence import default_confidence_model
+from kb.capture import drafts as capture_drafts
+from kb.capture import ingest as capture_ingest
+from kb.capture import thread_input
 from kb.db import make_engine, make_session_factory, migrate, session_scope
 from kb.errors import InvalidInput, InvalidTransition, NotFound
-from kb.faqs import get_entry_by_slug, get_entry_or_raise, list_revisions
+from kb.faqs.entries import get_entry_by_slug, get_entry_or_raise, list_revisions
 from kb.indexing import IndexManager
 from kb.models import (
     DraftStatus,
@@ -30,6 +32,7 @@ from kb.models import (
     ThreadPost,
     ThreadStatus,
 )
+from kb.text import cleaning
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SECRET = "test-pseudonym-secret"
@@ -66,7 +69,7 @@ def thread(
     resolved_at: datetime = NOW,
     faq_id: int | None = None,
     author: str = "@customer",
-) -> capture.ThreadIn:
+) -> thread_input.ThreadIn:
     body: dict[str, Any] = {
         "channel": channel,
         "external_id": external_id,
@@ -78,19 +81,19 @@ def thread(
             {"role": "agent", "author": "@SoramiSupport", "text": answer},
         ],
     }
-    return capture.thread_from_dict(body)
+    return thread_input.thread_from_dict(body)
 
 
 def make_kit(
     embedder: CachedEmbedder, index_dir: Path, factory: sessionmaker[Session]
-) -> capture.Capture:
+) -> capture_ingest.Capture:
     manager = IndexManager(embedder=embedder, tokenizer=default_tokenizer(), index_dir=index_dir)
     manager.open(factory)
-    return capture.Capture(
+    return capture_ingest.Capture(
         index=manager,
         calibration=default_confidence_model(embedder.name),
-        vectors=capture.QuestionVectors(embedder),
-        policy=capture.CapturePolicy(cover_threshold=MIN_COVER_THRESHOLD),
+        vectors=capture_ingest.QuestionVectors(embedder),
+        policy=capture_ingest.CapturePolicy(cover_threshold=MIN_COVER_THRESHOLD),
         secret=SECRET,
     )
 
@@ -101,15 +104,15 @@ def kit(
     tmp_path: Path,
     seeded: None,
     session_factory: sessionmaker[Session],
-) -> capture.Capture:
+) -> capture_ingest.Capture:
     return make_kit(embedder, tmp_path / "index", session_factory)
 
 
 def ingest(
-    factory: sessionmaker[Session], kit: capture.Capture, items: list[capture.ThreadIn]
-) -> capture.IngestReport:
+    factory: sessionmaker[Session], kit: capture_ingest.Capture, items: list[thread_input.ThreadIn]
+) -> capture_ingest.IngestReport:
     with session_scope(factory) as s:
-        report = capture.ingest_threads(s, kit, items)
+        report = capture_ingest.ingest_threads(s, kit, items)
     kit.index.sync(factory)
     return report
 
@@ -127,7 +130,7 @@ def slug_id(factory: sessionmaker[Session], slug: str) -> int:
 
 
 def test_a_covered_thread_becomes_evidence_and_a_phrasing_the_index_learns_at_once(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     report = ingest(session_factory, kit, [thread("t1", PASSWORD, PASSWORD_ANSWER)])
     out = report.outcomes[0]
@@ -147,7 +150,7 @@ def test_a_covered_thread_becomes_evidence_and_a_phrasing_the_index_learns_at_on
 
 
 def test_raw_text_is_kept_cleaned_text_derived_and_handles_pseudonymised(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     ingest(session_factory, kit, [thread("t1", PASSWORD, PASSWORD_ANSWER, author="@Hanako_88")])
     with session_factory() as s:
@@ -157,12 +160,12 @@ def test_raw_text_is_kept_cleaned_text_derived_and_handles_pseudonymised(
         "パスワードを忘れてMy Soramiにログインできません",
         "ログイン画面の「パスワードをお忘れの方」から再設定できます。",
     ]
-    assert posts[0].author_hash == capture.cleaning.pseudonymize("hanako_88", SECRET)
+    assert posts[0].author_hash == cleaning.pseudonymize("hanako_88", SECRET)
     assert "hanako" not in posts[0].author_hash.lower() and len(posts[0].author_hash) == 64
 
 
 def test_ingest_is_idempotent_and_an_update_replaces_the_phrasing(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     first = ingest(session_factory, kit, [thread("t1", PASSWORD, PASSWORD_ANSWER)]).outcomes[0]
     again = ingest(session_factory, kit, [thread("t1", PASSWORD, PASSWORD_ANSWER)]).outcomes[0]
@@ -196,7 +199,7 @@ def test_ingest_is_idempotent_and_an_update_replaces_the_phrasing(
 
 
 def test_the_faq_the_agent_linked_wins_and_an_unknown_one_is_refused(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     faq = slug_id(session_factory, "roaming-charges")
     out = ingest(session_factory, kit, [thread("t1", SHOP, SHOP_ANSWER, faq_id=faq)]).outcomes[0]
@@ -207,17 +210,17 @@ def test_the_faq_the_agent_linked_wins_and_an_unknown_one_is_refused(
         True,
     )
     with session_scope(session_factory) as s, pytest.raises(InvalidInput, match="faq_id 999999"):
-        capture.ingest_threads(s, kit, [thread("t2", SHOP, faq_id=999_999)])
+        capture_ingest.ingest_threads(s, kit, [thread("t2", SHOP, faq_id=999_999)])
     assert count(session_factory, Thread) == 1
     with session_scope(session_factory) as s:
-        report = capture.ingest_threads(
+        report = capture_ingest.ingest_threads(
             s, kit, [thread("t3", SHOP, faq_id=999_999), thread("t4", PASSWORD)], strict=False
         )
     assert report.rejected == [(0, "faq_id 999999 does not exist")]
     assert [o.external_id for o in report.outcomes] == ["t4"]
 
 
-def _uncovered_batch() -> list[capture.ThreadIn]:
+def _uncovered_batch() -> list[thread_input.ThreadIn]:
     items = [thread(f"p{i}", q, POINTS_ANSWER) for i, q in enumerate(POINTS)]
     items += [thread(f"w{i}", q, WATCH_ANSWER, channel="instagram") for i, q in enumerate(WATCH)]
     items.append(thread("s0", SHOP, SHOP_ANSWER))
@@ -239,7 +242,7 @@ def _partition(factory: sessionmaker[Session]) -> dict[str, set[str]]:
 
 
 def test_uncovered_threads_are_clustered_into_one_draft_per_topic(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     report = ingest(session_factory, kit, _uncovered_batch())
     assert {o.status for o in report.outcomes} == {ThreadStatus.drafted}
@@ -249,11 +252,11 @@ def test_uncovered_threads_are_clustered_into_one_draft_per_topic(
         {"w0", "w1"},
     ]
     with session_factory() as s:
-        views, total = capture.list_drafts(s, now=NOW)
+        views, total = capture_drafts.list_drafts(s, now=NOW)
     assert total == 3
     points, watch, shop = views  # by demand: 3, 2, 1 threads
     assert (points.draft.language, watch.draft.language, shop.draft.language) == ("ja", "en", "ja")
-    assert points.draft.question in {capture.cleaning.clean_customer_text(q) for q in POINTS}
+    assert points.draft.question in {cleaning.clean_customer_text(q) for q in POINTS}
     assert points.draft.answer == (
         "ソラミポイントは1ポイント1円として月々のご利用料金のお支払いに使えます。"
         "My Soramiの「ポイント」からご設定ください。"
@@ -264,7 +267,7 @@ def test_uncovered_threads_are_clustered_into_one_draft_per_topic(
 
 
 def test_clustering_is_stable_for_the_same_input(
-    kit: capture.Capture,
+    kit: capture_ingest.Capture,
     session_factory: sessionmaker[Session],
     embedder: CachedEmbedder,
     tmp_path: Path,
@@ -282,7 +285,7 @@ def test_clustering_is_stable_for_the_same_input(
     engine = make_engine(url)
     try:
         other = make_session_factory(engine)
-        from kb.faqs import load_articles
+        from kb.faqs.entries import load_articles
 
         with session_scope(other) as s:
             load_articles(s, seed_articles, author="faq_content")
@@ -298,16 +301,16 @@ def test_average_linkage_ignores_input_order() -> None:
     centres = rng.normal(size=(4, 16))
     points = np.vstack([c + rng.normal(scale=0.15, size=(5, 16)) for c in centres])
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    groups = capture.average_linkage(points, 0.8)
+    groups = capture_ingest.average_linkage(points, 0.8)
     assert sorted(map(sorted, groups)) == [list(range(i, i + 5)) for i in range(0, 20, 5)]
     order = rng.permutation(20)
-    shuffled = capture.average_linkage(points[order], 0.8)
+    shuffled = capture_ingest.average_linkage(points[order], 0.8)
     assert sorted(sorted(int(order[i]) for i in g) for g in shuffled) == sorted(map(sorted, groups))
-    assert capture.average_linkage(points, 1.01) == [[i] for i in range(20)]
+    assert capture_ingest.average_linkage(points, 1.01) == [[i] for i in range(20)]
 
 
 def test_new_threads_join_existing_drafts_and_demand_shows_growth(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     # The watch question is old news (three weeks ago); points questions spike this week.
     old = [
@@ -328,8 +331,8 @@ def test_new_threads_join_existing_drafts_and_demand_shows_growth(
     report = ingest(session_factory, kit, spike[1:])
     assert not report.new_drafts  # joined the draft the first points thread made
     with session_factory() as s:
-        by_demand, _ = capture.list_drafts(s, now=NOW)
-        by_growth, _ = capture.list_drafts(s, sort="growth", now=NOW)
+        by_demand, _ = capture_drafts.list_drafts(s, now=NOW)
+        by_growth, _ = capture_drafts.list_drafts(s, sort="growth", now=NOW)
     assert [len(v.threads) for v in by_demand] == [4, 3]
     watch, points = by_demand
     assert (watch.demand.last_7d, watch.demand.previous_7d, watch.demand.growth) == (0, 1, -1.0)
@@ -339,14 +342,14 @@ def test_new_threads_join_existing_drafts_and_demand_shows_growth(
 
 
 def test_an_editors_rewrite_is_not_overwritten_by_later_threads(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     draft_id = (
         ingest(session_factory, kit, [thread("p0", POINTS[0], POINTS_ANSWER)]).outcomes[0].draft_id
     )
     assert draft_id is not None
     with session_scope(session_factory) as s:
-        capture.update_draft(
+        capture_drafts.update_draft(
             s,
             draft_id,
             question="ソラミポイントの使い方",
@@ -369,15 +372,17 @@ def test_an_editors_rewrite_is_not_overwritten_by_later_threads(
 
 
 def test_publish_creates_an_indexed_entry_with_the_threads_as_phrasings(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     ingest(session_factory, kit, _uncovered_batch())
     with session_factory() as s:
-        points = capture.list_drafts(s, now=NOW)[0][0]
+        points = capture_drafts.list_drafts(s, now=NOW)[0][0]
     with session_scope(session_factory) as s:
         with pytest.raises(InvalidInput, match="category is required"):
-            capture.publish_draft(s, points.draft.id)
-        result = capture.publish_draft(s, points.draft.id, category="billing", author="editor")
+            capture_drafts.publish_draft(s, points.draft.id)
+        result = capture_drafts.publish_draft(
+            s, points.draft.id, category="billing", author="editor"
+        )
         entry_id = result.entry.id
         assert result.phrasings_added == 2  # the third question is the title itself
     kit.index.sync(session_factory)
@@ -398,7 +403,7 @@ def test_publish_creates_an_indexed_entry_with_the_threads_as_phrasings(
         == entry_id
     )
     with session_scope(session_factory) as s, pytest.raises(InvalidTransition):
-        capture.publish_draft(s, points.draft.id, category="billing")
+        capture_drafts.publish_draft(s, points.draft.id, category="billing")
     # A later look-alike thread is filed under the new FAQ, not in a new draft.
     later = ingest(
         session_factory, kit, [thread("p9", "ソラミポイントって何に使える？", POINTS_ANSWER)]
@@ -408,45 +413,45 @@ def test_publish_creates_an_indexed_entry_with_the_threads_as_phrasings(
 
 
 def test_merge_moves_phrasings_and_evidence_to_the_entry(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     ingest(session_factory, kit, _uncovered_batch())
     faq_en = slug_id(session_factory, "device-compatibility")
     faq_ja = slug_id(session_factory, "device-compatibility-ja")
     with session_factory() as s:
-        watch = capture.list_drafts(s, now=NOW)[0][1]
+        watch = capture_drafts.list_drafts(s, now=NOW)[0][1]
     assert watch.draft.language == "en"
     with session_scope(session_factory) as s:
         with pytest.raises(InvalidInput, match=f"its en version is FAQ {faq_en}"):
-            capture.merge_draft(s, watch.draft.id, faq_id=faq_ja)
+            capture_drafts.merge_draft(s, watch.draft.id, faq_id=faq_ja)
         with pytest.raises(NotFound):
-            capture.merge_draft(s, watch.draft.id, faq_id=999_999)
-        result = capture.merge_draft(s, watch.draft.id, faq_id=faq_en)
+            capture_drafts.merge_draft(s, watch.draft.id, faq_id=999_999)
+        result = capture_drafts.merge_draft(s, watch.draft.id, faq_id=faq_en)
         assert result.phrasings_added == 2
     kit.index.sync(session_factory)
     with session_factory() as s:
         entry = get_entry_or_raise(s, faq_en)
         learnt = {p.text for p in entry.phrasings if p.source == PhrasingSource.thread}
-        assert learnt == {capture.cleaning.clean_customer_text(q) for q in WATCH}
-        evidence, total = capture.list_threads(s, faq_id=faq_en)
+        assert learnt == {cleaning.clean_customer_text(q) for q in WATCH}
+        evidence, total = capture_drafts.list_threads(s, faq_id=faq_en)
         assert total == 2 and {t.external_id for t in evidence} == {"w0", "w1"}
         draft = s.get(FaqDraft, watch.draft.id)
         assert draft is not None and (draft.status, draft.entry_id) == (DraftStatus.merged, faq_en)
     with session_scope(session_factory) as s, pytest.raises(InvalidTransition):
-        capture.reject_draft(s, watch.draft.id, reason="too late")
+        capture_drafts.reject_draft(s, watch.draft.id, reason="too late")
     later = ingest(session_factory, kit, [thread("w7", "Apple Watch cellular plan with Sorami?")])
     assert (later.outcomes[0].status, later.outcomes[0].faq_id) == (ThreadStatus.covered, faq_en)
 
 
 def test_rejected_drafts_attract_their_look_alikes_instead_of_new_drafts(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     first = ingest(session_factory, kit, [thread("s0", SHOP, SHOP_ANSWER)]).outcomes[0]
     assert first.draft_id is not None
     with session_scope(session_factory) as s:
         with pytest.raises(InvalidInput, match="reason"):
-            capture.reject_draft(s, first.draft_id, reason="  ")
-        capture.reject_draft(s, first.draft_id, reason="店舗情報は店舗ページで案内する")
+            capture_drafts.reject_draft(s, first.draft_id, reason="  ")
+        capture_drafts.reject_draft(s, first.draft_id, reason="店舗情報は店舗ページで案内する")
     later = ingest(session_factory, kit, [thread("s1", "渋谷店って何時まで営業してますか？")])
     assert not later.new_drafts
     assert (later.outcomes[0].status, later.outcomes[0].draft_id) == (
@@ -454,17 +459,17 @@ def test_rejected_drafts_attract_their_look_alikes_instead_of_new_drafts(
         first.draft_id,
     )
     with session_factory() as s:
-        view = capture.get_draft_or_raise(s, first.draft_id)
+        view = capture_drafts.get_draft_or_raise(s, first.draft_id)
         assert view.draft.status == DraftStatus.rejected
         assert view.draft.reject_reason == "店舗情報は店舗ページで案内する"
         assert {t.external_id for t in view.threads} == {"s0", "s1"}
-        assert capture.list_drafts(s)[1] == 0  # not back in the open queue
+        assert capture_drafts.list_drafts(s)[1] == 0  # not back in the open queue
     with session_scope(session_factory) as s:
-        assert capture.reopen_draft(s, first.draft_id).status == DraftStatus.open
+        assert capture_drafts.reopen_draft(s, first.draft_id).status == DraftStatus.open
 
 
 def test_a_thread_without_words_stays_uncovered_without_a_draft(
-    kit: capture.Capture, session_factory: sessionmaker[Session]
+    kit: capture_ingest.Capture, session_factory: sessionmaker[Session]
 ) -> None:
     out = ingest(
         session_factory, kit, [thread("e1", "@SoramiMobile 😭😭 https://t.co/abc")]
@@ -496,11 +501,11 @@ def test_a_thread_without_words_stays_uncovered_without_a_draft(
 )  # fmt: skip
 def test_invalid_thread_bodies_are_refused_with_a_reason(body: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        capture.thread_from_dict(body)
+        thread_input.thread_from_dict(body)
 
 
 def test_thread_bodies_are_normalised() -> None:
-    t = capture.thread_from_dict(
+    t = thread_input.thread_from_dict(
         {
             "channel": "Twitter",
             "external_id": 1234567890,

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import Settings
-from kb.channels import (
+from kb.errors import InvalidInput
+from kb.replies.channels import (
     DEFAULT_LIMITS,
     NO_CHANNEL,
     channel_limits,
@@ -17,7 +18,6 @@ from kb.channels import (
     resolve_channel,
     x_weighted_length,
 )
-from kb.errors import InvalidInput
 
 URL_WEIGHT = 23
 X = resolve_channel("x", DEFAULT_LIMITS)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kb.cleaning import (
+from kb.text.cleaning import (
     agent_reply_markdown,
     clean_agent_text,
     clean_customer_text,

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from kb.auth.keys import hash_key
 from kb.db import make_engine, make_session_factory
-from kb.keys import hash_key
 from kb.models import ApiKey, FaqEntry
 
 from .conftest import CONTENT_DIR, TEST_MODEL
 
-FAQLOOP = [sys.executable, "-m", "api.cli"]
+FAQLOOP = [sys.executable, "-m", "api.cli.main"]
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kb.content import Article, parse_article, read_content_dir, render_article
 from kb.errors import ContentError
+from kb.faqs.content import Article, parse_article, read_content_dir, render_article
 
 from .conftest import CONTENT_DIR
 

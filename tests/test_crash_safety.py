@@ -31,12 +31,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding import CachedEmbedder
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.lexical.tokenizer import default_tokenizer
 from indexer.store import IndexStore
-from indexer.tokenizer import default_tokenizer
-from kb.content import read_content_dir
 from kb.db import session_scope
-from kb.faqs import create_entry
+from kb.faqs.content import read_content_dir
+from kb.faqs.entries import create_entry
 from kb.indexing import IndexRecipe
 from kb.models import (
     EntryChange,
@@ -51,13 +51,13 @@ from kb.models import (
     VisitorSeen,
     Vote,
 )
-from kb.site import visitor_hash
+from kb.site.visitors import visitor_hash
 
 from .conftest import CONTENT_DIR, TEST_MODEL
 
 pytestmark = pytest.mark.slow
 
-FAQLOOP = [sys.executable, "-m", "api.cli"]
+FAQLOOP = [sys.executable, "-m", "api.cli.main"]
 VISITOR_SECRET = "crash-test-visitor-secret-0123456789"
 # Visitors are browsers (HTTP libraries count as robots, whose views are not counted).
 BROWSER = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Safari/604.1"}

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb import faqs
-from kb.content import Article
+from kb.auth.keys import authenticate, create_key, hash_key, list_keys, revoke_key
 from kb.db import session_scope
 from kb.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from kb.keys import authenticate, create_key, hash_key, list_keys, revoke_key
+from kb.faqs import entries as faqs
+from kb.faqs.content import Article
 from kb.models import (
     ApiKey,
     EntryChange,

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb import faqs
 from kb.db import session_scope
+from kb.faqs import entries as faqs
 from kb.models import FaqEntry, Flag, FlagKind, FlagStatus, ViewSource, utcnow
 from tests.health_traffic import add_abstained, add_views, add_votes, recompute_via_api
 from tests.html_dom import Node, parse

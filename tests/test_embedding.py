@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.embedding import (
+from indexer.embedding.encoders import (
     DEFAULT_MODEL,
     MINILM_MODEL,
     CachedEmbedder,
@@ -54,7 +54,7 @@ def test_passage_cache_returns_the_same_vectors(embedder: CachedEmbedder) -> Non
 
 def test_traced_model_gives_the_library_s_vectors(models_dir: Path) -> None:
     """The traced pipeline and the eager one give what SentenceTransformer.encode gives."""
-    from indexer.embedding import SentenceTransformerEmbedder
+    from indexer.embedding.encoders import SentenceTransformerEmbedder
 
     path = resolve_model_path(MINILM_MODEL, models_dir)
     traced = SentenceTransformerEmbedder(MINILM_MODEL, path, batch_size=4)
@@ -72,7 +72,7 @@ def test_traced_model_gives_the_library_s_vectors(models_dir: Path) -> None:
 
 
 def test_default_model_is_traced(embedder: CachedEmbedder) -> None:
-    from indexer.embedding import SentenceTransformerEmbedder
+    from indexer.embedding.encoders import SentenceTransformerEmbedder
 
     inner = embedder.inner
     if embedder.name != DEFAULT_MODEL or not isinstance(inner, SentenceTransformerEmbedder):
@@ -87,7 +87,7 @@ def test_default_model_is_traced(embedder: CachedEmbedder) -> None:
 def test_freed_model_memory_is_handed_back_only_after_use() -> None:
     import time
 
-    from indexer.embedding import _MemoryTrimmer
+    from indexer.embedding.encoders import _MemoryTrimmer
 
     trimmer = _MemoryTrimmer(0.05)
     if trimmer._trim is None:

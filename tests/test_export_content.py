@@ -22,12 +22,12 @@ from sqlalchemy import MetaData, create_engine, delete, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.backup import data_tables
-from kb.content import Article, read_content_dir
 from kb.db import make_engine, make_session_factory, migrate, session_scope
-from kb.export import export_content
-from kb.faqs import load_articles
+from kb.faqs.content import Article, read_content_dir
+from kb.faqs.entries import load_articles
 from kb.models import EntryStatus, FaqEntry, QuestionPhrasing
+from kb.ops.backup import data_tables
+from kb.ops.export import export_content
 
 from .conftest import CONTENT_DIR, PG_URL, TEST_MODEL
 
@@ -277,7 +277,7 @@ def test_export_content_cli(seeded: None, db_url: str, models_dir: Path, tmp_pat
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
+            [sys.executable, "-m", "api.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -18,12 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from indexer.tokenizer import default_tokenizer
-from kb import faqs, flags, health, site
-from kb.capture import QuestionVectors
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.lexical.tokenizer import default_tokenizer
+from kb.capture.ingest import QuestionVectors
 from kb.db import session_scope
-from kb.health import HealthPolicy
+from kb.faqs import entries as faqs
+from kb.health import flags
+from kb.health import scores as health_scores
+from kb.health.scores import HealthPolicy
 from kb.models import (
     EntryChange,
     EntryStatus,
@@ -36,6 +38,7 @@ from kb.models import (
     ViewSource,
     utcnow,
 )
+from kb.site import stats
 from tests.health_traffic import (
     add_abstained,
     add_failed_searches,
@@ -223,7 +226,7 @@ def test_rewrite_resolves_the_flag_and_the_new_revision_starts_clean(
         resolved = s.get(Flag, flag.id)
         assert resolved is not None and resolved.status == FlagStatus.resolved
         assert resolved.resolution == "rewritten as revision 2" and resolved.resolved_by == "ed"
-        report = health.article_health(s, built[0], POLICY)
+        report = health_scores.article_health(s, built[0], POLICY)
         new = next(r for r in report.revisions if r.current)
         assert (new.counts.views_total, new.counts.votes) == (0, 0)  # clean numbers
         old = next(r for r in report.revisions if not r.current)
@@ -239,7 +242,7 @@ def test_rewrite_resolves_the_flag_and_the_new_revision_starts_clean(
         _recompute(s)
         assert _open(s) == []
     with session_factory() as s:
-        [ba] = health.article_health(s, built[0], POLICY).rewrites
+        [ba] = health_scores.article_health(s, built[0], POLICY).rewrites
         assert ba.comparison.improved and ba.comparison.p_value < 0.001
         # A rewrite must change the text; the unchanged one is refused.
         from kb.errors import InvalidInput
@@ -296,7 +299,7 @@ def test_low_acceptance_compares_with_other_articles(
         ev = rows[0].evidence
         assert (ev["accepted"], ev["rejected"]) == (3, 12)
         assert ev["acceptance"]["wilson_high"] < ev["site_typical"] - POLICY.acceptance_margin
-        report = health.article_health(s, built[3], POLICY)
+        report = health_scores.article_health(s, built[3], POLICY)
         assert report.revisions[0].acceptance.n == 15
 
 
@@ -454,7 +457,7 @@ def test_merge_redirects_and_carries_views_votes_phrasings(
         assert texts["Turning on eSIM on iPhone"] == PhrasingSource.editor
         assert "iphone esim activation fails" in texts
         assert s.scalar(select(func.count(EntryChange.id))) == (changes_before or 0) + 2
-        report = health.article_health(s, ids[1], POLICY)
+        report = health_scores.article_health(s, ids[1], POLICY)
         assert report.totals.views_total == 40 and report.totals.votes == 7
         carried = [r for r in report.revisions if r.merged_from == ids[0]]
         assert len(carried) == 1 and carried[0].counts.reply_views == 30
@@ -578,8 +581,11 @@ def test_health_numbers_agree_with_the_site_statistics(
 ) -> None:
     with session_factory() as s:
         for entry_id in built:
-            mine = {r.revision.id: r for r in health.article_health(s, entry_id, POLICY).revisions}
-            for row in site.entry_stats(s, entry_id):
+            mine = {
+                r.revision.id: r
+                for r in health_scores.article_health(s, entry_id, POLICY).revisions
+            }
+            for row in stats.entry_stats(s, entry_id):
                 counts = mine[row.revision.id].counts
                 assert counts.views_total == row.views_total
                 assert (counts.helpful, counts.not_helpful) == (row.helpful, row.not_helpful)
@@ -597,7 +603,7 @@ def test_faqloop_health_cli(settings: Settings, built: list[int], tmp_path: Path
     }
     out = f"{tmp_path}/health.json"
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "health", "--no-gaps", "--json", out],
+        [sys.executable, "-m", "api.cli.main", "health", "--no-gaps", "--json", out],
         capture_output=True,
         text=True,
         env=env,

@@ -24,7 +24,7 @@ from schemathesis.python import asgi
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
+from indexer.embedding.encoders import CachedEmbedder
 
 # Per operation and generation mode (about 30 operations × 2 modes); raise it for a deeper
 # run, e.g. FAQLOOP_FUZZ_EXAMPLES=200.

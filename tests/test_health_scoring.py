@@ -11,17 +11,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from api.chart import ChartText, RevisionMark, health_chart_svg, nice_ceiling
-from api.routers.editor import text_diff
-from kb.health import (
-    Counts,
-    DayPoint,
-    HealthPolicy,
+from api.health.chart import ChartText, RevisionMark, health_chart_svg, nice_ceiling
+from api.health.pages import text_diff
+from kb.health.scores import Counts, DayPoint, HealthPolicy, site_baseline
+from kb.health.statistics import (
     bayesian_average,
     compare_proportions,
     fisher_exact,
     proportion,
-    site_baseline,
     two_proportion_z,
     wilson_interval,
 )

@@ -25,14 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb import faqs, site
-from kb.content import Article
+from indexer.embedding.encoders import CachedEmbedder
 from kb.db import session_scope
-from kb.faqs import load_articles
+from kb.faqs import entries as faqs
+from kb.faqs.content import Article
+from kb.faqs.entries import load_articles
 from kb.models import FaqEntry, FaqRevision, ViewSource, utcnow
-from kb.suggest import suggest
-from kb.text import normalize_text
+from kb.site import search as site_search
+from kb.suggest.service import suggest
+from kb.text.language import normalize_text
 from tests.health_traffic import add_outcomes, add_views, recompute_via_api
 from tests.health_traffic import add_votes as add_vote_rows
 
@@ -190,7 +191,7 @@ def test_simulation_flags_exactly_the_problems_and_rewrites_fix_them(
                 out = suggest(s, services.index, services.calibration, services.policy, text=text)
                 abstained += out.abstained
         for text in MISSING_SEARCHES:
-            outcome = site.search_articles(
+            outcome = site_search.search_articles(
                 s,
                 services.index,
                 services.calibration,
@@ -198,7 +199,7 @@ def test_simulation_flags_exactly_the_problems_and_rewrites_fix_them(
                 language="ja",
                 threshold=services.policy.threshold,
             )
-            site.log_outcome(s, outcome)
+            site_search.log_outcome(s, outcome)
             searched += not outcome.good
         for text in CHATTER:
             suggest(s, services.index, services.calibration, services.policy, text=text)

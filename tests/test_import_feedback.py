@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb import faqs, flags, health
 from kb.db import session_scope
-from kb.feedback_io import import_feedback, read_feedback
-from kb.health import HealthPolicy
-from kb.merge import merge_entries
+from kb.faqs import entries as faqs
+from kb.faqs.merge import merge_entries
+from kb.health import flags, scores
+from kb.health.feedback_import import import_feedback, read_feedback
+from kb.health.scores import HealthPolicy
 from kb.models import DailyFeedback, FaqEntry, FlagKind
 
 from .conftest import TEST_MODEL
@@ -152,7 +153,7 @@ def test_imported_history_counts_in_health_and_can_raise_a_flag(
     assert report.created == 90 and report.rejected == []  # type: ignore[attr-defined]
     policy = HealthPolicy(min_views=100, min_votes=20)
     with session_scope(session_factory) as s:
-        h = health.article_health(s, articles["reset-password"], policy)
+        h = scores.article_health(s, articles["reset-password"], policy)
         [rev] = h.revisions
         assert rev.counts.views["imported"] == 1200 and rev.counts.views_total == 1200
         assert (rev.counts.helpful, rev.counts.not_helpful) == (30, 120)
@@ -180,7 +181,7 @@ def test_a_merged_slug_lands_on_the_surviving_article(
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "api.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

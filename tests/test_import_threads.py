@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from api import state
-from api.cli import app
-from indexer.embedding import CachedEmbedder
+from api.cli.main import app
+from indexer.embedding.encoders import CachedEmbedder
+from kb.capture.thread_files import RowError, ThreadRow, read_csv, read_threads
 from kb.errors import InvalidInput
 from kb.models import FaqDraft, QuestionPhrasing, Thread, ThreadPost, ThreadStatus
-from kb.threads_io import RowError, ThreadRow, read_csv, read_threads
 
 from .conftest import CONTENT_DIR, TEST_MODEL
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.search import EntryDocs, HybridIndex
+from indexer.lexical.tokenizer import Tokenizer
+from indexer.retrieval.hybrid import EntryDocs, HybridIndex
 from indexer.store import IndexStore, IndexUnusable
-from indexer.tokenizer import Tokenizer
 from indexer.vectors import FaissIndex, NumpyIndex
 
 
@@ -157,7 +157,7 @@ def test_store_keeps_previous_generation_when_pointer_is_old(
 def test_fusion_weights_follow_the_query_language() -> None:
     # Lexical weights of zero for Japanese: a Japanese hybrid ranking is the dense one,
     # while English queries still get the lexical evidence.
-    from indexer.search import FusionConfig
+    from indexer.retrieval.hybrid import FusionConfig
 
     cfg = FusionConfig(lexical_weight=0.5, coverage_weight=0.5, language_weights=(("ja", 0, 0),))
     index = HybridIndex(HashEmbedder(), Tokenizer(), cfg)
@@ -181,7 +181,7 @@ def test_fusion_weights_follow_the_query_language() -> None:
 def test_reliability_table_and_ece() -> None:
     import numpy as np
 
-    from kb.evaluation import reliability
+    from kb.suggest.evaluation import reliability
 
     conf = np.array([0.05, 0.15, 0.95, 0.95, 0.85])
     right = np.array([False, True, True, False, True])
@@ -226,7 +226,7 @@ def test_coverage_matches_its_definition(
 ) -> None:
     """coverage_of reads the BM25 matrix; it must agree with the definition, also after
     documents are replaced and removed, and for ids the index does not hold."""
-    from indexer.lexical import LexicalIndex
+    from indexer.lexical.bm25 import LexicalIndex
 
     index = LexicalIndex()
     index.upsert({d: ["a"] for d in docs})  # replaced below

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding import CachedEmbedder
-from indexer.tokenizer import Tokenizer
-from kb import faqs
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.lexical.tokenizer import Tokenizer
 from kb.db import session_scope
+from kb.faqs import entries as faqs
 from kb.indexing import IndexManager
 from kb.models import EntryChange, EntryStatus
 

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.limits import KeyRateLimiter
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
+from api.web.limits import KeyRateLimiter
+from indexer.embedding.encoders import CachedEmbedder
 from kb.models import FaqEntry, Suggestion
 
 

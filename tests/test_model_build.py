@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.model_build import (
+from indexer.embedding.model_build import (
     MARKER_NAME,
     ModelBuildError,
     _decode,

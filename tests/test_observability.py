@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
 from api.app import create_app
-from api.observability import JsonFormatter, RequestIdFilter, redact
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from indexer.telemetry import observe_batch_size
+from api.web.observability import JsonFormatter, RequestIdFilter, redact
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.embedding.telemetry import observe_batch_size
 
 from .conftest import CONTENT_DIR, TEST_MODEL
 
@@ -272,7 +272,7 @@ def test_faqloop_serve_writes_json_lines_without_secrets(
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"],
+            [sys.executable, "-m", "api.cli.main", "serve"],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
+from indexer.embedding.encoders import CachedEmbedder
 from kb.models import FaqEntry, PhrasingSource, QuestionPhrasing, Suggestion, SuggestionOutcome
-from kb.outcomes import ThresholdPolicy, choose_threshold
+from kb.replies.outcomes import ThresholdPolicy, choose_threshold
 
 POST_EN = "@SoramiMobile forgot my password and now I'm locked out of the app, what do I do?"
 POST_JA = "@ソラミモバイル パスワード忘れてログインできない…どうすればいい？"

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb import site
 from kb.models import Suggestion, ThreadPost
-from kb.personal_data import (
+from kb.site import search as site_search
+from kb.text.personal_data import (
     find_personal_data,
     mask_personal_data,
     personal_data_kinds,
@@ -145,7 +145,7 @@ def test_links_survive_masking_but_not_scrubbing() -> None:
     )
     assert scrub_personal_data(text) == "see <url> and call <number> <handle>"
     # The site (vote comments, search logs) uses the same implementation.
-    assert site.scrub_personal_data is scrub_personal_data
+    assert site_search.scrub_personal_data is scrub_personal_data
 
 
 def test_placeholders_can_be_removed_for_indexed_text() -> None:

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb.content import Article
+from indexer.embedding.encoders import CachedEmbedder
 from kb.db import session_scope
-from kb.faqs import revise_entry
+from kb.faqs.content import Article
+from kb.faqs.entries import revise_entry
 from kb.models import EntryStatus, FaqEntry, SearchLog
 from tests.test_site import BROWSER_UA
 from tests.test_votes_views import _limited_client

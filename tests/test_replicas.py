@@ -29,8 +29,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding import CachedEmbedder
-from indexer.tokenizer import default_tokenizer
+from indexer.embedding.encoders import CachedEmbedder
+from indexer.lexical.tokenizer import default_tokenizer
 from kb.db import session_scope
 from kb.indexing import IndexManager
 from kb.models import FaqEntry, Thread
@@ -136,7 +136,7 @@ def replicas(
             }
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+                    [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port)],
                     cwd=ROOT,
                     env=env,
                     stdout=out,

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from kb.channels import DEFAULT_LIMITS, channel_limits, resolve_channel
-from kb.content import Article, read_content_dir
+from kb.faqs.content import Article, read_content_dir
 from kb.models import Suggestion
-from kb.personal_data import personal_data_kinds
-from kb.reply import (
+from kb.replies.channels import DEFAULT_LIMITS, channel_limits, resolve_channel
+from kb.replies.compose import (
     FaqForReply,
     ReplyDraft,
     ReplyPolicy,
@@ -25,7 +24,8 @@ from kb.reply import (
     reply_link,
     strip_markdown,
 )
-from kb.triage import triage_post
+from kb.replies.triage import triage_post
+from kb.text.personal_data import personal_data_kinds
 
 from .conftest import CONTENT_DIR
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.render import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, render_markdown
-from kb.content import Article
+from api.web.markdown import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, render_markdown
 from kb.db import session_scope
-from kb.faqs import create_entry
+from kb.faqs.content import Article
+from kb.faqs.entries import create_entry
 from tests.html_dom import Node, parse
 from tests.test_site import BROWSER_UA
 

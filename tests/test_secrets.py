@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb import keys
+from indexer.embedding.encoders import CachedEmbedder
+from kb.auth import keys
 from kb.db import session_scope
 from kb.models import ApiKey, Base, PageView, VisitorSeen, Vote
 
@@ -147,7 +147,7 @@ def test_revoking_a_key_takes_effect_on_every_replica_at_once(
             "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
         }
         r = subprocess.run(
-            [sys.executable, "-m", "api.cli", "keys", "revoke", str(key_id)],
+            [sys.executable, "-m", "api.cli.main", "keys", "revoke", str(key_id)],
             env=env,
             capture_output=True,
             text=True,
@@ -166,7 +166,7 @@ def test_revoking_a_key_takes_effect_on_every_replica_at_once(
 def test_serve_warns_while_secrets_are_development_defaults(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from api.observability import warn_about_default_secrets
+    from api.web.observability import warn_about_default_secrets
 
     monkeypatch.delenv("FAQLOOP_VISITOR_SECRET", raising=False)
     monkeypatch.delenv("FAQLOOP_PSEUDONYM_SECRET", raising=False)

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.render import render_markdown
-from kb.content import Article
+from api.web.markdown import render_markdown
+from kb.faqs.content import Article
 from kb.models import EntryStatus, FaqEntry, PageView, SearchLog, ViewSource
 from tests.conftest import CONTENT_DIR
 from tests.html_dom import Node, parse

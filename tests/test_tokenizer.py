@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from indexer.tokenizer import Tokenizer
-from kb.text import dedup_key, detect_language, normalize_text
+from indexer.lexical.tokenizer import Tokenizer
+from kb.text.language import dedup_key, detect_language, normalize_text
 
 tok = Tokenizer()
 

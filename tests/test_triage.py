@@ -10,7 +10,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from kb.models import TriageAdvice
-from kb.triage import addressed_users, triage_post
+from kb.replies.triage import addressed_users, triage_post
 
 BRAND = {
     "brand_handles": ["SoramiMobile"],

@@ -21,12 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.embedding import CachedEmbedder
-from kb import site
+from api.web import ratelimit
+from indexer.embedding.encoders import CachedEmbedder
 from kb.db import session_scope
 from kb.errors import CsrfRejected, InvalidInput, RateLimited
-from kb.faqs import revise_entry
+from kb.faqs.entries import revise_entry
 from kb.models import EntryStatus, FaqEntry, PageView, ViewSource, VisitorSeen, Vote
+from kb.site import stats as site_stats
+from kb.site import views as site_views
+from kb.site import visitors as site_visitors
+from kb.site import votes as site_votes
+from kb.text.personal_data import scrub_personal_data
 from tests.html_dom import Node, parse
 from tests.test_site import BROWSER_UA
 
@@ -60,12 +65,12 @@ PEOPLE = [
 
 @pytest.mark.parametrize("ua", BOTS)
 def test_known_robots_are_recognised(ua: str) -> None:
-    assert site.is_bot(ua)
+    assert site_visitors.is_bot(ua)
 
 
 @pytest.mark.parametrize("ua", PEOPLE)
 def test_browsers_are_people(ua: str) -> None:
-    assert not site.is_bot(ua)
+    assert not site_visitors.is_bot(ua)
 
 
 def _entry(factory: sessionmaker[Session], language: str = "en", n: int = 0) -> FaqEntry:
@@ -181,25 +186,25 @@ def test_view_window_and_day_boundary(session_factory: sessionmaker[Session], se
     t0 = datetime(2024, 5, 1, 14, 50, tzinfo=UTC)
     kwargs = {"entry": entry, "revision_id": rev, "source": ViewSource.direct, "tz": tokyo}
     with session_scope(session_factory) as s:
-        assert site.record_view(s, visitor="a" * 64, now=t0, **kwargs)  # type: ignore[arg-type]
-        assert not site.record_view(
+        assert site_views.record_view(s, visitor="a" * 64, now=t0, **kwargs)  # type: ignore[arg-type]
+        assert not site_views.record_view(
             s,
             visitor="a" * 64,
             now=t0 + timedelta(minutes=29),
             **kwargs,  # type: ignore[arg-type]
         )
-        assert site.record_view(
+        assert site_views.record_view(
             s,
             visitor="a" * 64,
             now=t0 + timedelta(minutes=31),
             **kwargs,  # type: ignore[arg-type]
         )
-        assert site.record_view(s, visitor="b" * 64, now=t0, **kwargs)  # type: ignore[arg-type]
+        assert site_views.record_view(s, visitor="b" * 64, now=t0, **kwargs)  # type: ignore[arg-type]
     with session_factory() as s:
         rows = s.execute(select(PageView.day, PageView.count).where(PageView.revision_id == rev))
         assert sorted(rows) == [(date(2024, 5, 1), 2), (date(2024, 5, 2), 1)]
     with session_scope(session_factory) as s:
-        assert site.prune_visitors(s, older_than=t0 + timedelta(minutes=1)) == 1
+        assert site_views.prune_visitors(s, older_than=t0 + timedelta(minutes=1)) == 1
         assert s.scalar(select(func.count()).select_from(VisitorSeen)) == 1
 
 
@@ -216,7 +221,7 @@ def test_concurrent_views_lose_no_count_and_repeat_none(
             for i in range(n):
                 visitor = "same" if same_visitor else f"{prefix}-{i}"
                 with session_scope(session_factory) as s:
-                    site.record_view(
+                    site_views.record_view(
                         s, entry=entry, revision_id=rev, source=ViewSource.reply, visitor=visitor
                     )
         except BaseException as exc:  # reported below: a thread's failure must fail the test
@@ -452,7 +457,7 @@ def test_concurrent_votes_from_one_visitor_leave_one_row(
         try:
             for _ in range(10):
                 with session_scope(session_factory) as s:
-                    site.cast_vote(
+                    site_votes.cast_vote(
                         s, entry=entry, revision_id=None, visitor="v" * 64, helpful=helpful
                     )
         except BaseException as exc:  # reported below
@@ -486,7 +491,7 @@ def test_tally_equals_the_last_vote_of_each_visitor(
     last: dict[int, bool] = {}
     with session_scope(session_factory) as s:
         for visitor, helpful, with_comment in ballots:
-            site.cast_vote(
+            site_votes.cast_vote(
                 s,
                 entry=entry,
                 revision_id=None,
@@ -496,7 +501,7 @@ def test_tally_equals_the_last_vote_of_each_visitor(
             )
             last[visitor] = helpful
     with session_factory() as s:
-        (stats,) = site.entry_stats(s, entry.id)
+        (stats,) = site_stats.entry_stats(s, entry.id)
     assert stats.helpful == sum(last.values())
     assert stats.not_helpful == len(last) - sum(last.values())
 
@@ -506,7 +511,7 @@ def test_tally_equals_the_last_vote_of_each_visitor(
 
 def test_sliding_window_limiter() -> None:
     now = [1000.0]
-    limiter = site.SlidingWindowLimiter(3, 60, clock=lambda: now[0], max_keys=2)
+    limiter = ratelimit.SlidingWindowLimiter(3, 60, clock=lambda: now[0], max_keys=2)
     assert [limiter.hit("a") for _ in range(3)] == [0, 0, 0]
     assert limiter.hit("a") == pytest.approx(60)
     now[0] += 30
@@ -519,23 +524,27 @@ def test_sliding_window_limiter() -> None:
 
 
 def test_vote_limits_and_csrf_units() -> None:
-    limits = site.VoteLimits(site.SlidingWindowLimiter(1, 60), site.SlidingWindowLimiter(5, 60))
+    limits = ratelimit.VoteLimits(
+        ratelimit.SlidingWindowLimiter(1, 60), ratelimit.SlidingWindowLimiter(5, 60)
+    )
     limits.check(visitor="v", ip="1.2.3.4")
     with pytest.raises(RateLimited) as info:
         limits.check(visitor="v", ip="1.2.3.4")
     assert info.value.retry_after >= 1
-    token = site.new_visitor_token()
-    site.check_csrf("s" * 32, token, site.csrf_token("s" * 32, token))
+    token = site_visitors.new_visitor_token()
+    site_visitors.check_csrf("s" * 32, token, site_visitors.csrf_token("s" * 32, token))
     for sent, submitted in [
         (token, None),
-        (token, site.csrf_token("another-secret-value", token)),
-        (None, site.csrf_token("s" * 32, token)),
-        ("short", site.csrf_token("s" * 32, "short")),
+        (token, site_visitors.csrf_token("another-secret-value", token)),
+        (None, site_visitors.csrf_token("s" * 32, token)),
+        ("short", site_visitors.csrf_token("s" * 32, "short")),
     ]:
         with pytest.raises(CsrfRejected):
-            site.check_csrf("s" * 32, sent, submitted)
-    assert site.visitor_hash("s" * 32, token) != site.visitor_hash("t" * 32, token)
-    assert len(site.visitor_hash("s" * 32, token)) == 64
+            site_visitors.check_csrf("s" * 32, sent, submitted)
+    assert site_visitors.visitor_hash("s" * 32, token) != site_visitors.visitor_hash(
+        "t" * 32, token
+    )
+    assert len(site_visitors.visitor_hash("s" * 32, token)) == 64
 
 
 @pytest.mark.parametrize(
@@ -549,19 +558,19 @@ def test_vote_limits_and_csrf_units() -> None:
     ],
 )
 def test_personal_data_is_masked(text: str, expected: str) -> None:
-    assert site.scrub_personal_data(text) == expected
+    assert scrub_personal_data(text) == expected
 
 
 def test_parsers() -> None:
-    assert site.parse_helpful("はい") is True and site.parse_helpful("no") is False
+    assert site_votes.parse_helpful("はい") is True and site_votes.parse_helpful("no") is False
     with pytest.raises(InvalidInput):
-        site.parse_helpful(None)
-    assert site.parse_source("REPLY") == ViewSource.reply
-    assert site.parse_source("utm") == ViewSource.direct
-    assert site.negotiate_language("en;q=0.2, ja;q=0.8") == "ja"
-    assert site.negotiate_language("de, fr") == "ja"
-    assert site.negotiate_language("en-GB") == "en"
-    assert site.clean_comment("   ") is None
+        site_votes.parse_helpful(None)
+    assert site_visitors.parse_source("REPLY") == ViewSource.reply
+    assert site_visitors.parse_source("utm") == ViewSource.direct
+    assert site_visitors.negotiate_language("en;q=0.2, ja;q=0.8") == "ja"
+    assert site_visitors.negotiate_language("de, fr") == "ja"
+    assert site_visitors.negotiate_language("en-GB") == "en"
+    assert site_votes.clean_comment("   ") is None
 
 
 def test_prune_visitors_command(
@@ -573,12 +582,12 @@ def test_prune_visitors_command(
     old = datetime.now(UTC) - timedelta(hours=2)
     with session_scope(session_factory) as s:
         for visitor, at in (("old", old), ("new", datetime.now(UTC))):
-            site.record_view(
+            site_views.record_view(
                 s, entry=entry, revision_id=rev, source=ViewSource.direct, visitor=visitor, now=at
             )
     env = dict(os.environ, FAQLOOP_DATA_DIR=str(tmp_path / "data"), FAQLOOP_DATABASE_URL=db_url)
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "prune-visitors"],
+        [sys.executable, "-m", "api.cli.main", "prune-visitors"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,0 +1,1 @@
+"""Capture: the threads and drafts API, the review pages, the import commands."""

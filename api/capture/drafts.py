@@ -1,0 +1,152 @@
+"""The editors' review queue as JSON: drafts by demand, edit, publish, merge, reject."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from api.capture.schemas import (
+    DraftDetail,
+    DraftList,
+    DraftMerge,
+    DraftPublish,
+    DraftRead,
+    DraftReject,
+    DraftUpdate,
+    ReviewDone,
+    draft_detail,
+    draft_read,
+)
+from api.state import Services
+from api.web.deps import EditorKey, ServicesDep, SessionDep
+from api.web.schemas import ErrorBody
+from kb.capture import drafts as capture_drafts
+from kb.capture import thread_input
+from kb.models import DraftStatus
+from kb.suggest.service import article_url
+
+router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)
+}
+
+
+def _done(services: Services, session: Session, result: capture_drafts.ReviewResult) -> ReviewDone:
+    entry_id, slug = result.entry.id, result.entry.slug
+    draft_id = result.draft.id
+    # Searchable when the call returns: commit, then apply the change feed.
+    session.commit()
+    services.index.sync(services.session_factory)
+    return ReviewDone(
+        draft=draft_read(capture_drafts.get_draft_or_raise(session, draft_id)),
+        faq_id=entry_id,
+        slug=slug,
+        url=article_url(services.settings.base_url, slug),
+        phrasings_added=result.phrasings_added,
+    )
+
+
+@router.get("", response_model=DraftList, responses=_ERRORS)
+def list_drafts(
+    session: SessionDep,
+    _key: EditorKey,
+    status: Annotated[
+        DraftStatus | Literal["all"], Query(description="open (default), rejected, ... or all.")
+    ] = DraftStatus.open,
+    lang: Annotated[str | None, Query(pattern="^(ja|en)$")] = None,
+    sort: Annotated[
+        Literal["demand", "growth", "recent", "newest"],
+        Query(description="demand: thread count, then growth; growth: spikes first."),
+    ] = "demand",
+    as_of: Annotated[
+        datetime | None, Query(description="Reference time of the 7-day windows (default now).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DraftList:
+    """Drafts with their demand, growth and source threads, most wanted first."""
+    views, total = capture_drafts.list_drafts(
+        session,
+        status=None if status == "all" else DraftStatus(status),
+        language=lang,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        now=thread_input.parse_time(as_of, "as_of"),
+    )
+    return DraftList(items=[draft_read(v) for v in views], total=total)
+
+
+@router.get("/{draft_id}", response_model=DraftDetail, responses=_ERRORS)
+def get_draft(draft_id: int, session: SessionDep, _key: EditorKey) -> DraftDetail:
+    """One draft with its source threads and their posts (the evidence)."""
+    return draft_detail(capture_drafts.get_draft_or_raise(session, draft_id))
+
+
+@router.put("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
+@router.patch("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
+def update_draft(
+    draft_id: int, body: DraftUpdate, session: SessionDep, _key: EditorKey
+) -> DraftRead:
+    """Rewrite a draft's question and answer; threads joining later leave them as written."""
+    capture_drafts.update_draft(
+        session,
+        draft_id,
+        question=body.question,
+        answer=body.answer,
+        category=body.category,
+        language=body.lang,
+    )
+    session.commit()
+    return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))
+
+
+@router.post("/{draft_id}/publish", response_model=ReviewDone, status_code=201, responses=_ERRORS)
+def publish_draft(
+    draft_id: int,
+    services: ServicesDep,
+    session: SessionDep,
+    key: EditorKey,
+    body: DraftPublish | None = None,
+) -> ReviewDone:
+    """Publish as a new FAQ (first revision; the threads' questions as phrasings)."""
+    body = body or DraftPublish()
+    result = capture_drafts.publish_draft(
+        session,
+        draft_id,
+        category=body.category,
+        question=body.question,
+        answer=body.answer,
+        author=key.name,
+    )
+    return _done(services, session, result)
+
+
+@router.post("/{draft_id}/merge", response_model=ReviewDone, responses=_ERRORS)
+def merge_draft(
+    draft_id: int, body: DraftMerge, services: ServicesDep, session: SessionDep, _key: EditorKey
+) -> ReviewDone:
+    """Fold into an existing FAQ: phrasings and evidence move over."""
+    result = capture_drafts.merge_draft(session, draft_id, faq_id=body.faq_id)
+    return _done(services, session, result)
+
+
+@router.post("/{draft_id}/reject", response_model=DraftRead, responses=_ERRORS)
+def reject_draft(
+    draft_id: int, body: DraftReject, session: SessionDep, _key: EditorKey
+) -> DraftRead:
+    """Reject with a reason; look-alike threads keep attaching to this draft."""
+    capture_drafts.reject_draft(session, draft_id, reason=body.reason)
+    session.commit()
+    return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))
+
+
+@router.post("/{draft_id}/reopen", response_model=DraftRead, responses=_ERRORS)
+def reopen_draft(draft_id: int, session: SessionDep, _key: EditorKey) -> DraftRead:
+    """Put a rejected draft back in the queue."""
+    capture_drafts.reopen_draft(session, draft_id)
+    session.commit()
+    return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))

@@ -1,0 +1,1 @@
+"""The `faqloop` command line: one root app; features register their commands."""

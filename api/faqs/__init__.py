@@ -1,0 +1,1 @@
+"""The FAQ entries API and the content commands."""

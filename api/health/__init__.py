@@ -1,0 +1,1 @@
+"""Content health: the flags API, the editor pages and the health commands."""

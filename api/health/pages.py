@@ -1,0 +1,713 @@
+"""Editor pages of content health (server-rendered, under /review so the editor's sign-in
+cookie applies): the flag queue by impact, an article's health with its chart, revision diff,
+before/after of each rewrite, and the rewrite, merge and dismiss forms.
+
+Sign-in, the cookie and the CSRF token are the review pages' (api/routers/review.py);
+every form here carries the same token.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from api.capture import pages as review
+from api.capture.pages import Editor, templates
+from api.health.chart import ChartText, RevisionMark, health_chart_svg
+from api.health.deps import HealthDep, HealthKit
+from api.state import Services
+from api.web.deps import ServicesDep, SessionDep
+from api.web.markdown import render_markdown
+from kb.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from kb.faqs import entries as faqs
+from kb.faqs import merge
+from kb.health import detection, flags
+from kb.health import scores as health_scores
+from kb.health.scores import ArticleHealth
+from kb.models import FaqEntry, FaqRevision, Flag, FlagKind, FlagStatus
+from kb.site import stats as site_stats
+from kb.site import visitors
+from kb.suggest.service import article_url
+
+router = APIRouter(prefix="/review/health", include_in_schema=False)
+# The review pages' sign-in, CSRF check and language choice, shared rather than repeated.
+current_editor = review._editor
+check_csrf = review._check_csrf
+login_redirect = review._login_redirect
+page_language = review._language
+REVIEW_UI = review.UI
+PAGE_SIZE = 50
+
+UI: dict[str, dict[str, str]] = {
+    "en": {
+        "health": "Content health",
+        "drafts": "Drafts",
+        "kind": "Kind",
+        "all_kinds": "All kinds",
+        "all_categories": "All categories",
+        "score": "Impact",
+        "article": "Article",
+        "evidence": "Evidence",
+        "no_flags": "No flags here.",
+        "flags_total": "{n} flags",
+        "recompute": "Recompute now",
+        "flag": "Flag",
+        "dismiss": "Dismiss",
+        "dismiss_reason": "Why is this not a problem?",
+        "rewrite": "Rewrite",
+        "rewrite_hint": "A rewrite creates a new revision; it starts with clean numbers.",
+        "rewrite_for": "Answers flag",
+        "none": "none",
+        "merge_into": "Merge this article into",
+        "merge_hint": "This article's URL will redirect (301) to the other one; its views, "
+        "votes and phrasings move over.",
+        "merge_proposal": "Proposed by the duplicate flag",
+        "revisions": "Revisions",
+        "revision": "Revision",
+        "views": "Views",
+        "from_replies": "from replies",
+        "organic": "organic",
+        "imported": "imported",
+        "helpful": "Helpful",
+        "not_helpful": "Not helpful",
+        "ratio": "Helpful ratio",
+        "interval": "95% interval",
+        "bayesian": "Bayesian avg.",
+        "acceptance": "Agents accepted",
+        "too_few": "too few to judge",
+        "current": "current",
+        "merged_from": "from FAQ",
+        "before_after": "Before and after each rewrite",
+        "before": "Before",
+        "after": "After",
+        "difference": "Change",
+        "p_value": "p (Fisher's exact test)",
+        "significant": "significant",
+        "not_significant": "not significant",
+        "no_rewrites": "No rewrite yet.",
+        "diff": "Changes between revisions",
+        "compare": "Compare",
+        "to": "with",
+        "no_diff": "The texts are identical.",
+        "chart_title": "Views per period and helpful ratio, by revision",
+        "chart_views": "views",
+        "chart_helpful": "helpful ratio",
+        "chart_none": "No views or votes yet.",
+        "chart_desc": "{views} views and {votes} votes in total; bars are views coloured by "
+        "revision, points the share of helpful votes.",
+        "site_typical": "Site: typical helpful ratio {typical}, prior {prior}; typical "
+        "acceptance {acceptance}.",
+        "comments": "Latest comments",
+        "open_flags": "Open flags",
+        "view_article": "Public page",
+        "status": "Status",
+        "open": "open",
+        "resolved": "resolved",
+        "dismissed": "dismissed",
+        "all": "all",
+        "examples": "Examples",
+        "posts": "posts",
+        "searches": "searches",
+        "question": "Question",
+        "answer": "Answer (Markdown)",
+        "reason": "Reason",
+        "merge": "Merge",
+        "resolution": "Resolution",
+        "done_rewritten": "Rewritten. The new revision is live and starts with clean numbers.",
+        "done_merged": "Merged. The old URL redirects here.",
+        "done_dismissed": "Dismissed. It stays quiet until new evidence arrives.",
+        "done_recomputing": "Recompute started; reload this page in a moment for the new flags.",
+        "low_helpfulness": "low helpfulness",
+        "low_acceptance": "low acceptance",
+        "duplicate": "duplicate",
+        "stale": "stale",
+        "content_gap": "content gap",
+        "sum_low_helpfulness": "{helpful} of {votes} votes helpful ({ratio}; 95% upper bound "
+        "{high}) vs typical {typical}; {views} views",
+        "sum_low_acceptance": "{accepted} of {n} suggestions accepted (upper bound {high}) vs "
+        "typical {typical}",
+        "sum_duplicate": "Same question as FAQ {other} (score {score}); merge FAQ {source} "
+        "into FAQ {target}",
+        "sum_content_gap": "{total} unanswered ({posts} posts, {searches} searches): "
+        "\u201c{medoid}\u201d",
+        "sum_stale": "Not revised for {days} days; {rule}",
+    },
+    "ja": {
+        "health": "コンテンツの健全性",
+        "drafts": "下書き",
+        "kind": "種類",
+        "all_kinds": "すべての種類",
+        "all_categories": "すべてのカテゴリ",
+        "score": "影響度",
+        "article": "記事",
+        "evidence": "根拠",
+        "no_flags": "フラグはありません。",
+        "flags_total": "{n} 件",
+        "recompute": "今すぐ再計算",
+        "flag": "フラグ",
+        "dismiss": "対応不要にする",
+        "dismiss_reason": "問題ではない理由",
+        "rewrite": "書き直す",
+        "rewrite_hint": "書き直すと新しい版になり、数値はゼロから数え直します。",
+        "rewrite_for": "対応するフラグ",
+        "none": "なし",
+        "merge_into": "この記事を統合する先",
+        "merge_hint": "この記事のURLは統合先へ転送（301）され、閲覧数・評価・言い回しが"
+        "引き継がれます。",
+        "merge_proposal": "重複フラグの提案",
+        "revisions": "版",
+        "revision": "版",
+        "views": "閲覧数",
+        "from_replies": "返信から",
+        "organic": "自然流入",
+        "imported": "取り込み",
+        "helpful": "役に立った",
+        "not_helpful": "役に立たなかった",
+        "ratio": "役に立った割合",
+        "interval": "95%区間",
+        "bayesian": "ベイズ平均",
+        "acceptance": "担当者の採用率",
+        "too_few": "判定には少なすぎます",
+        "current": "現在の版",
+        "merged_from": "統合元FAQ",
+        "before_after": "書き直し前後の比較",
+        "before": "前",
+        "after": "後",
+        "difference": "変化",
+        "p_value": "p値（フィッシャーの正確確率検定）",
+        "significant": "有意",
+        "not_significant": "有意ではない",
+        "no_rewrites": "まだ書き直されていません。",
+        "diff": "版の差分",
+        "compare": "比較",
+        "to": "と",
+        "no_diff": "本文は同じです。",
+        "chart_title": "期間ごとの閲覧数と役に立った割合（版別）",
+        "chart_views": "閲覧数",
+        "chart_helpful": "役に立った割合",
+        "chart_none": "閲覧・評価はまだありません。",
+        "chart_desc": "閲覧数 {views}、評価 {votes} 件。棒は版ごとに色分けした閲覧数、"
+        "点は役に立った評価の割合です。",
+        "site_typical": "サイト全体: 典型的な役に立った割合 {typical}、事前分布 {prior}、"
+        "典型的な採用率 {acceptance}。",
+        "comments": "最近のコメント",
+        "open_flags": "未対応のフラグ",
+        "view_article": "公開ページ",
+        "status": "状態",
+        "open": "未対応",
+        "resolved": "解決済み",
+        "dismissed": "対応不要",
+        "all": "すべて",
+        "examples": "例",
+        "posts": "投稿",
+        "searches": "検索",
+        "question": "質問",
+        "answer": "回答（Markdown）",
+        "reason": "理由",
+        "merge": "統合",
+        "resolution": "対応",
+        "done_rewritten": "書き直しました。新しい版が公開され、数値はゼロから数えます。",
+        "done_merged": "統合しました。古いURLはこの記事へ転送されます。",
+        "done_dismissed": "対応不要にしました。新しい根拠が出るまで再表示されません。",
+        "done_recomputing": "再計算を開始しました。しばらくしてから再読み込みしてください。",
+        "low_helpfulness": "役に立たない",
+        "low_acceptance": "採用されない",
+        "duplicate": "重複",
+        "stale": "古い",
+        "content_gap": "記事がない",
+        "sum_low_helpfulness": "評価 {votes} 件中 {helpful} 件が役に立った（{ratio}、95%上限 "
+        "{high}）。典型値 {typical}、閲覧 {views}",
+        "sum_low_acceptance": "提案 {n} 件中 {accepted} 件を採用（上限 {high}）。典型値 {typical}",
+        "sum_duplicate": "FAQ {other} と同じ質問（スコア {score}）。FAQ {source} を FAQ "
+        "{target} に統合する提案",
+        "sum_content_gap": "回答できなかった問い合わせ {total} 件（投稿 {posts}、検索 "
+        "{searches}）:「{medoid}」",
+        "sum_stale": "{days} 日間更新なし。{rule}",
+    },
+}
+DONE = ("rewritten", "merged", "dismissed", "recomputing")
+STATUSES = ("open", "resolved", "dismissed", "all")
+
+
+def _ui(lang: str) -> dict[str, str]:
+    return {**REVIEW_UI[lang], **UI[lang]}
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    lang = context.setdefault("lang", page_language(request))
+    context.setdefault("ui", _ui(lang))
+    context.setdefault("kinds", [k.value for k in FlagKind])
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _pct(value: object) -> str:
+    return f"{float(value) * 100:.0f}%" if isinstance(value, int | float) else "—"
+
+
+def flag_summary(flag: Flag, ui: dict[str, str]) -> str:
+    """One line saying why a flag was raised, in the page's language."""
+    ev = flag.evidence or {}
+    try:
+        if flag.kind == FlagKind.low_helpfulness:
+            ratio = ev.get("helpful_ratio") or {}
+            return ui["sum_low_helpfulness"].format(
+                helpful=ev.get("helpful", 0),
+                votes=ev.get("helpful", 0) + ev.get("not_helpful", 0),
+                ratio=_pct(ratio.get("ratio")),
+                high=_pct(ratio.get("wilson_high")),
+                typical=_pct(ev.get("site_typical")),
+                views=(ev.get("views") or {}).get("total", 0),
+            )
+        if flag.kind == FlagKind.low_acceptance:
+            acc = ev.get("acceptance") or {}
+            return ui["sum_low_acceptance"].format(
+                accepted=ev.get("accepted", 0),
+                n=ev.get("accepted", 0) + ev.get("rejected", 0),
+                high=_pct(acc.get("wilson_high")),
+                typical=_pct(ev.get("site_typical")),
+            )
+        if flag.kind == FlagKind.duplicate:
+            pair = ev.get("pair") or [0, 0]
+            proposal = ev.get("merge") or {}
+            other = pair[1] if pair and pair[0] == flag.entry_id else pair[0]
+            return ui["sum_duplicate"].format(
+                other=other,
+                score=ev.get("score"),
+                source=proposal.get("from"),
+                target=proposal.get("into"),
+            )
+        if flag.kind == FlagKind.content_gap:
+            return ui["sum_content_gap"].format(
+                total=ev.get("total", 0),
+                posts=ev.get("posts", 0),
+                searches=ev.get("searches", 0),
+                medoid=ev.get("medoid", ""),
+            )
+        return ui["sum_stale"].format(days=ev.get("revised_days_ago"), rule=ev.get("rule", ""))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return str(ev.get("rule", ""))
+
+
+def _flag_link(flag: Flag) -> str:
+    if flag.entry_id is not None:
+        return f"/review/health/faqs/{flag.entry_id}#flag-{flag.id}"
+    return f"/review/health/flags/{flag.id}"
+
+
+@router.get("", response_class=HTMLResponse)
+def queue(
+    request: Request,
+    session: SessionDep,
+    kind: Annotated[str | None, Query(pattern="^[a-z_]*$")] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    language: Annotated[str | None, Query(alias="in", pattern="^(ja|en)?$")] = None,
+    status: Annotated[str, Query(pattern="^(open|resolved|dismissed|all)$")] = "open",
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Flags sorted by impact, filtered by kind, category and language."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    flag_kind = None
+    if kind:
+        try:
+            flag_kind = FlagKind(kind)
+        except ValueError as exc:
+            raise InvalidInput(f"unknown kind {kind!r}") from exc
+    rows, total = flags.list_flags(
+        session,
+        status=None if status == "all" else FlagStatus(status),
+        kind=flag_kind,
+        category=category or None,
+        language=language or None,
+        limit=PAGE_SIZE,
+        offset=offset,
+    )
+    entries = faqs.entries_by_ids(session, [f.entry_id for f in rows if f.entry_id])
+    lang = page_language(request)
+    ui = _ui(lang)
+    items = [
+        {
+            "flag": f,
+            "entry": entries.get(f.entry_id) if f.entry_id else None,
+            "summary": flag_summary(f, ui),
+            "link": _flag_link(f),
+        }
+        for f in rows
+    ]
+    done = request.query_params.get("done")
+    return _page(
+        request,
+        "review/health_queue.html",
+        {
+            "lang": lang,
+            "ui": ui,
+            "items": items,
+            "total": total,
+            "kind": kind or "",
+            "category": category or "",
+            "language": language or "",
+            "status": status,
+            "statuses": STATUSES,
+            "categories": flags.flag_categories(session),
+            "offset": offset,
+            "page_size": PAGE_SIZE,
+            "editor": editor,
+            "done": done if done in DONE else None,
+        },
+    )
+
+
+@router.post("/recompute")
+def recompute(
+    request: Request,
+    session: SessionDep,
+    kit: HealthDep,
+    csrf: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Start recomputing scores and flags in the background, then back to the queue."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    check_csrf(editor, csrf)
+    kit.recompute_in_background()
+    return RedirectResponse("/review/health?done=recomputing", status_code=303)
+
+
+# -- one article -------------------------------------------------------------------------
+
+
+@dataclass
+class DiffLine:
+    """One line of a revision diff: ' ' same, '-' removed, '+' added."""
+
+    op: str
+    text: str
+
+
+def text_diff(old: str, new: str) -> list[DiffLine]:
+    """Line diff of two texts (difflib); the template escapes every line."""
+    a, b = old.splitlines(), new.splitlines()
+    out: list[DiffLine] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.extend(DiffLine(" ", line) for line in a[i1:i2])
+            continue
+        out.extend(DiffLine("-", line) for line in a[i1:i2])
+        out.extend(DiffLine("+", line) for line in b[j1:j2])
+    return out
+
+
+def _marks(report: ArticleHealth, kit: HealthKit) -> list[RevisionMark]:
+    marks = []
+    for r in report.revisions:
+        rev = r.revision
+        if r.merged_from is None:
+            # The day it went live, in the stats time zone like the counters' days.
+            marks.append(
+                RevisionMark(rev.id, f"r{rev.number}", rev.created_at.astimezone(kit.tz).date())
+            )
+        else:
+            marks.append(RevisionMark(rev.id, f"#{r.merged_from} r{rev.number}", None))
+    return marks
+
+
+def chart_for(report: ArticleHealth, kit: HealthKit, ui: dict[str, str]) -> str:
+    """The article's SVG chart in the page's language."""
+    text = ChartText(
+        title=ui["chart_title"],
+        views=ui["chart_views"],
+        helpful=ui["chart_helpful"],
+        no_data=ui["chart_none"],
+        description=ui["chart_desc"].format(
+            views=report.totals.views_total, votes=report.totals.votes
+        ),
+    )
+    return health_chart_svg(report.series, _marks(report, kit), text)
+
+
+def _revision_by_number(revisions: list[FaqRevision], number: int | None) -> FaqRevision | None:
+    return next((r for r in revisions if r.number == number), None)
+
+
+def _article(
+    request: Request,
+    session: Session,
+    services: Services,
+    kit: HealthKit,
+    editor: Editor,
+    faq_id: int,
+    *,
+    diff_from: int | None = None,
+    diff_to: int | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+    form: dict[str, str] | None = None,
+) -> Response:
+    entry = session.get(FaqEntry, faq_id)
+    if entry is None:
+        raise NotFound(f"FAQ {faq_id} not found")
+    lang = page_language(request)
+    ui = _ui(lang)
+    report = health_scores.article_health(
+        session, faq_id, kit.policy, tz=kit.tz, baseline=kit.baseline()
+    )
+    own = [r.revision for r in report.revisions if r.merged_from is None]
+    current = entry.current_revision
+    to_rev = _revision_by_number(own, diff_to) or (own[-1] if own else None)
+    from_rev = _revision_by_number(own, diff_from) or (
+        own[-2] if len(own) >= 2 and to_rev is own[-1] else None
+    )
+    diff = None
+    if from_rev is not None and to_rev is not None:
+        diff = {
+            "from": from_rev,
+            "to": to_rev,
+            "question": text_diff(from_rev.question, to_rev.question),
+            "answer": text_diff(from_rev.answer, to_rev.answer),
+        }
+    open_flags = flags.open_flags_of(session, faq_id)
+    proposal = next(
+        (
+            (f.evidence or {}).get("merge")
+            for f in open_flags
+            if f.kind == FlagKind.duplicate and (f.evidence or {}).get("merge")
+        ),
+        None,
+    )
+    comments = []
+    try:
+        stats = site_stats.entry_stats(session, faq_id, comments=10)
+        comments = next((s.comments for s in stats if s.current), [])
+    except NotFound:
+        pass
+    done = request.query_params.get("done")
+    return _page(
+        request,
+        "review/health_article.html",
+        {
+            "lang": lang,
+            "ui": ui,
+            "entry": entry,
+            "current": current,
+            "report": report,
+            "chart": chart_for(report, kit, ui),
+            "revisions": own,
+            "diff": diff,
+            "open_flags": [
+                {"flag": f, "summary": flag_summary(f, ui), "link": _flag_link(f)}
+                for f in open_flags
+            ],
+            "revision_flags": [f for f in open_flags if f.kind in detection.REVISION_KINDS],
+            "proposal": proposal,
+            "comments": comments,
+            "answer_html": render_markdown(current.answer) if current else "",
+            "public_url": article_url(services.settings.base_url, entry.slug),
+            "editor": editor,
+            "error": error,
+            "form": form or {},
+            "done": done if done in DONE else None,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/faqs/{faq_id}", response_class=HTMLResponse)
+def article_page(
+    request: Request,
+    faq_id: int,
+    session: SessionDep,
+    services: ServicesDep,
+    kit: HealthDep,
+    diff_from: Annotated[int | None, Query(alias="from", ge=1)] = None,
+    diff_to: Annotated[int | None, Query(alias="to", ge=1)] = None,
+) -> Response:
+    """An article's health: chart, revisions, before/after, diff, flags and actions."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    return _article(
+        request, session, services, kit, editor, faq_id, diff_from=diff_from, diff_to=diff_to
+    )
+
+
+@router.get("/faqs/{faq_id}/chart.svg")
+def article_chart(request: Request, faq_id: int, session: SessionDep, kit: HealthDep) -> Response:
+    """The article's chart as an SVG image."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    report = health_scores.article_health(
+        session, faq_id, kit.policy, tz=kit.tz, baseline=kit.baseline()
+    )
+    svg = chart_for(report, kit, _ui(page_language(request)))
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/faqs/{faq_id}/rewrite", response_class=HTMLResponse)
+def rewrite(
+    request: Request,
+    faq_id: int,
+    session: SessionDep,
+    services: ServicesDep,
+    kit: HealthDep,
+    csrf: Annotated[str | None, Form()] = None,
+    question: Annotated[str, Form(max_length=500)] = "",
+    answer: Annotated[str, Form(max_length=50_000)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    flag_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Create a new revision from the form; resolves the flags of the old revision."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    check_csrf(editor, csrf)
+    try:
+        flag = visitors.parse_id(flag_id, "flag_id")
+        flags.rewrite_entry(
+            session,
+            faq_id,
+            question=question,
+            answer=answer,
+            author=editor.key.name,
+            reason=reason,
+            flag_id=flag,
+        )
+    except (InvalidInput, Conflict) as exc:
+        session.rollback()
+        form = {"question": question, "answer": answer, "reason": reason}
+        status = 400 if isinstance(exc, InvalidInput) else 409
+        return _article(
+            request,
+            session,
+            services,
+            kit,
+            editor,
+            faq_id,
+            error=exc.message,
+            status_code=status,
+            form=form,
+        )
+    session.commit()
+    services.index.sync(services.session_factory)
+    return RedirectResponse(f"/review/health/faqs/{faq_id}?done=rewritten", status_code=303)
+
+
+@router.post("/faqs/{faq_id}/merge", response_class=HTMLResponse)
+def merge_article(
+    request: Request,
+    faq_id: int,
+    session: SessionDep,
+    services: ServicesDep,
+    kit: HealthDep,
+    csrf: Annotated[str | None, Form()] = None,
+    into: Annotated[str, Form(max_length=20)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Merge the article into another; then show the surviving article."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    check_csrf(editor, csrf)
+    try:
+        target = visitors.parse_id(into, "into")
+        if target is None:
+            raise InvalidInput("choose the FAQ to merge into (its id)")
+        result = merge.merge_entries(session, faq_id, target, by=editor.key.name, reason=reason)
+    except (InvalidInput, Conflict, NotFound) as exc:
+        session.rollback()
+        status = {InvalidInput: 400, Conflict: 409, NotFound: 404}[type(exc)]
+        return _article(
+            request, session, services, kit, editor, faq_id, error=exc.message, status_code=status
+        )
+    target_id = result.target.id
+    session.commit()
+    services.index.sync(services.session_factory)
+    return RedirectResponse(f"/review/health/faqs/{target_id}?done=merged", status_code=303)
+
+
+# -- one flag ----------------------------------------------------------------------------
+
+
+@router.get("/flags/{flag_id}", response_class=HTMLResponse)
+def flag_page(request: Request, flag_id: int, session: SessionDep) -> Response:
+    """A flag with its whole evidence (content gaps have no article page)."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    return _flag(request, session, editor, flag_id)
+
+
+def _flag(
+    request: Request,
+    session: Session,
+    editor: Editor,
+    flag_id: int,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    flag = flags.get_flag_or_raise(session, flag_id)
+    lang = page_language(request)
+    ui = _ui(lang)
+    entry = session.get(FaqEntry, flag.entry_id) if flag.entry_id else None
+    done = request.query_params.get("done")
+    return _page(
+        request,
+        "review/health_flag.html",
+        {
+            "lang": lang,
+            "ui": ui,
+            "flag": flag,
+            "entry": entry,
+            "summary": flag_summary(flag, ui),
+            "evidence": flag.evidence or {},
+            "evidence_json": json.dumps(flag.evidence or {}, ensure_ascii=False, indent=2),
+            "editor": editor,
+            "error": error,
+            "done": done if done in DONE else None,
+        },
+        status_code=status_code,
+    )
+
+
+def _safe_back(target: str | None, fallback: str) -> str:
+    # Only pages of this section: never an open redirect.
+    if target and target.startswith("/review/health") and "//" not in target:
+        return target
+    return fallback
+
+
+@router.post("/flags/{flag_id}/dismiss", response_class=HTMLResponse)
+def dismiss(
+    request: Request,
+    flag_id: int,
+    session: SessionDep,
+    csrf: Annotated[str | None, Form()] = None,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    back: Annotated[str | None, Form(max_length=300)] = None,
+) -> Response:
+    """Dismiss a flag with a reason; then back where the editor came from."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    check_csrf(editor, csrf)
+    try:
+        flags.dismiss_flag(session, flag_id, reason=reason, by=editor.key.name)
+    except (InvalidInput, InvalidTransition) as exc:
+        session.rollback()
+        status = 400 if isinstance(exc, InvalidInput) else 409
+        return _flag(request, session, editor, flag_id, error=exc.message, status_code=status)
+    session.commit()
+    target = _safe_back(back, f"/review/health/flags/{flag_id}")
+    sep = "&" if "?" in target.split("#")[0] else "?"
+    path, _, anchor = target.partition("#")
+    return RedirectResponse(
+        f"{path}{sep}done=dismissed" + (f"#{anchor}" if anchor else ""), status_code=303
+    )

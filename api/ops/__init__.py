@@ -1,0 +1,1 @@
+"""Operations endpoints and commands: /healthz, backup, restore, export."""

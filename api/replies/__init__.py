@@ -1,0 +1,1 @@
+"""Agent replies: outcomes and agent metrics API."""

@@ -1,0 +1,1 @@
+"""The public FAQ site: pages, its JSON API and its commands."""

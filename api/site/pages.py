@@ -1,0 +1,323 @@
+"""The public FAQ site: home, categories, articles with votes, and search (server-rendered)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api.site.state import SiteState, SiteStateDep, Visitor, VisitorDep, keep_visitor, page_headers
+from api.site.ui_text import LANGUAGE_NAMES, UI, other_language
+from api.state import Services
+from api.web.deps import ServicesDep, SessionDep
+from api.web.markdown import render_markdown
+from kb.errors import CsrfRejected, DomainError, InvalidInput, RateLimited
+from kb.models import FaqEntry, ViewSource, utcnow
+from kb.site import articles as site_articles
+from kb.site import search as site_search
+from kb.site import views, visitors
+from kb.site import votes as site_votes
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+FRAGMENT_HEADER = "x-requested-with"
+POPULAR_DAYS = 30
+CLOSEST_WHEN_NOT_GOOD = 5
+
+__all__ = ["UI", "error_page", "router", "templates"]
+
+
+def _page_language(request: Request, lang: str | None) -> str:
+    """The `lang` parameter (InvalidInput when unknown), else the browser's preference."""
+    return visitors.parse_language(lang) or visitors.negotiate_language(
+        request.headers.get("accept-language")
+    )
+
+
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    private: bool = False,
+    vary_language: bool = False,
+) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    if vary_language:
+        response.headers["Vary"] = "Accept-Language"
+    return page_headers(response, private=private)
+
+
+def _switch(url: str, language: str) -> dict[str, str]:
+    return {"url": url, "lang": language, "label": LANGUAGE_NAMES[language]}
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """The friendly HTML error page, in the visitor's language."""
+    lang = request.query_params.get("lang")
+    language = (
+        lang if lang in UI else visitors.negotiate_language(request.headers.get("accept-language"))
+    )
+    ui = UI[language]
+    heading = ui.get(f"err_title_{status}", ui["err_title"])
+    if status == 404:
+        text, detail = ui["err_404"], message
+    elif status == 400:
+        text, detail = ui["err_input"].replace("{detail}", message), None
+    else:
+        text, detail = message, None
+    context = {
+        "status": status,
+        "heading": heading,
+        "message": text,
+        "detail": detail,
+        "lang": language,
+        "ui": ui,
+        "switch": _switch(f"/?lang={other_language(language)}", other_language(language)),
+    }
+    return _render(request, "error.html", context, status=status)
+
+
+# -- home and categories -----------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(
+    request: Request,
+    session: SessionDep,
+    state: SiteStateDep,
+    lang: str | None = None,
+) -> Response:
+    """Search box, popular articles and the categories with their first articles."""
+    language = _page_language(request, lang)
+    names = state.categories()
+    today = utcnow().astimezone(state.tz).date()
+    other = other_language(language)
+    context = {
+        "lang": language,
+        "ui": UI[language],
+        "other": other,
+        "switch": _switch(f"/?lang={other}", other),
+        "categories": site_articles.list_categories(session, language=language, names=names),
+        "popular": site_articles.popular_entries(
+            session, language=language, since=today - timedelta(days=POPULAR_DAYS)
+        ),
+    }
+    return _render(request, "home.html", context, vary_language=lang is None)
+
+
+@router.get("/category/{key}", response_class=HTMLResponse)
+def category(
+    request: Request,
+    key: str,
+    session: SessionDep,
+    state: SiteStateDep,
+    lang: str | None = None,
+) -> Response:
+    """Every published article of one category in one language."""
+    language = _page_language(request, lang)
+    names = state.categories()
+    site_articles.get_category_or_raise(session, names, key)
+    other = other_language(language)
+    context = {
+        "lang": language,
+        "ui": UI[language],
+        "key": key,
+        "other": other,
+        "name": site_articles.category_name(names, key, language),
+        "entries": site_articles.category_entries(session, category=key, language=language),
+        "switch": _switch(f"/category/{key}?lang={other}", other),
+    }
+    return _render(request, "category.html", context, vary_language=lang is None)
+
+
+# -- articles and votes ------------------------------------------------------------------
+
+
+def _article_context(
+    session: Session,
+    services: Services,
+    state: SiteState,
+    visitor: Visitor,
+    entry: FaqEntry,
+    *,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    revision = entry.current_revision
+    assert revision is not None  # get_article_or_raise guarantees it
+    language = entry.language if entry.language in UI else "en"
+    other = site_articles.translation_of(session, entry)
+    other_lang = other_language(language)
+    switch_url = f"/faq/{other.slug}" if other else f"/?lang={other_lang}"
+    switch = _switch(switch_url, other_lang)
+    nearest = state.related_ids(services.index, entry)
+    return {
+        "lang": language,
+        "ui": UI[language],
+        "entry": entry,
+        "revision": revision,
+        "answer_html": state.answer_html(revision.id, revision.answer, render_markdown),
+        "updated": revision.created_at.astimezone(state.tz).date().isoformat(),
+        "other": other,
+        "switch": switch,
+        "category_name": site_articles.category_name(state.categories(), entry.category, language),
+        "related": site_articles.related_entries(session, entry, nearest, limit=5),
+        "vote": site_votes.current_vote(session, revision_id=revision.id, visitor=visitor.hash),
+        "csrf": visitor.csrf,
+        "notice": notice,
+    }
+
+
+@router.get("/faq/{slug}", response_class=HTMLResponse)
+def article(
+    request: Request,
+    slug: str,
+    services: ServicesDep,
+    session: SessionDep,
+    state: SiteStateDep,
+    visitor: VisitorDep,
+    src: str | None = None,
+    q_id: str | None = None,
+) -> Response:
+    """One article; a person's view is counted for the revision shown (once per 30 min)."""
+    entry = site_articles.get_article_or_raise(session, slug)
+    if entry.slug != slug:  # merged into another article: keep old links working
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/faq/{entry.slug}{query}", status_code=301)
+    revision = entry.current_revision
+    assert revision is not None
+    if visitor.countable:
+        source = visitors.parse_source(src)
+        search_id = visitors.parse_int(q_id)
+        with state.serial_writes():
+            views.record_view(
+                session,
+                entry=entry,
+                revision_id=revision.id,
+                source=source,
+                visitor=visitor.hash,
+                window=state.view_window,
+                tz=state.tz,
+            )
+            if source == ViewSource.search and search_id is not None:
+                site_search.record_search_click(session, search_id=search_id, entry_id=entry.id)
+            session.commit()
+    context = _article_context(session, services, state, visitor, entry)
+    response = _render(request, "article.html", context, private=True)
+    return keep_visitor(request, response, visitor)
+
+
+def _vote_notice(ui: dict[str, str], exc: DomainError) -> tuple[int, str]:
+    if isinstance(exc, RateLimited):
+        return 429, ui["err_rate"].replace("{n}", str(exc.retry_after))
+    if isinstance(exc, CsrfRejected):
+        return 403, ui["err_csrf"]
+    return 400, ui["err_input"].replace("{detail}", exc.message)
+
+
+@router.post("/faq/{slug}/vote", response_class=HTMLResponse)
+def vote(
+    request: Request,
+    slug: str,
+    services: ServicesDep,
+    session: SessionDep,
+    state: SiteStateDep,
+    visitor: VisitorDep,
+    csrf_token: Annotated[str | None, Form()] = None,
+    revision_id: Annotated[str | None, Form()] = None,
+    helpful: Annotated[str | None, Form()] = None,
+    comment: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The "was this helpful?" form: works as a plain POST, and as a fragment for vote.js."""
+    entry = site_articles.get_article_or_raise(session, slug)
+    fragment = request.headers.get(FRAGMENT_HEADER, "").lower() == "fetch"
+    try:
+        state.limits.check(visitor=visitor.hash if visitor.sent_token else None, ip=visitor.ip)
+        visitors.check_csrf(services.settings.visitor_secret, visitor.sent_token, csrf_token)
+        with state.serial_writes():
+            site_votes.cast_vote(
+                session,
+                entry=entry,
+                revision_id=visitors.parse_id(revision_id, "revision_id"),
+                visitor=visitor.hash,
+                helpful=site_votes.parse_helpful(helpful),
+                comment=comment,
+            )
+            session.commit()
+    except (RateLimited, CsrfRejected, InvalidInput) as exc:
+        session.rollback()
+        status, notice = _vote_notice(UI[entry.language if entry.language in UI else "en"], exc)
+        context = _article_context(session, services, state, visitor, entry, notice=notice)
+        response = _render(
+            request,
+            "_feedback.html" if fragment else "article.html",
+            context,
+            status=status,
+            private=True,
+        )
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return keep_visitor(request, response, visitor)
+    if fragment:
+        context = _article_context(session, services, state, visitor, entry)
+        return _render(request, "_feedback.html", context, private=True)
+    # Post/redirect/get: a reload does not resend the vote; the page shows the stored vote.
+    return RedirectResponse(f"/faq/{entry.slug}#feedback", status_code=303)
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    state: SiteStateDep,
+    visitor: VisitorDep,
+    q: str | None = None,
+    lang: str | None = None,
+) -> Response:
+    """Search results from the same hybrid retrieval as suggest; logged without personal data."""
+    page_language = _page_language(request, lang)
+    query = site_search.validate_query(q)
+    language = site_search.search_language(query, page_language) if query else page_language
+    context: dict[str, Any] = {
+        "lang": language,
+        "ui": UI[language],
+        "q": query,
+        "other": other_language(language),
+        "results": [],
+        "good": False,
+        "search_id": None,
+    }
+    if query:
+        outcome = site_search.search_articles(
+            session,
+            services.index,
+            services.calibration,
+            query=query,
+            language=language,
+            threshold=services.policy.threshold,
+        )
+        if visitor.countable:
+            with state.serial_writes():
+                outcome.log = site_search.log_outcome(session, outcome)
+                session.commit()
+        results = outcome.results if outcome.good else outcome.results[:CLOSEST_WHEN_NOT_GOOD]
+        context.update(
+            results=results,
+            good=outcome.good,
+            search_id=outcome.log.id if outcome.log else None,
+        )
+    other = context["other"]
+    switch_url = f"/search?lang={other}" + (f"&q={quote(query, safe='')}" if query else "")
+    context["switch"] = _switch(switch_url, other)
+    return _render(request, "search.html", context, vary_language=lang is None)

@@ -1,0 +1,1 @@
+"""The suggest API and the suggestion commands (file, eval, calibrate)."""

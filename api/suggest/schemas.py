@@ -1,0 +1,68 @@
+"""Request and response bodies of POST /v1/suggest."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.web.schemas import JsonInt, Lang
+
+
+class SuggestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The customer's post.")
+    lang: Lang | None = Field(None, description="ja or en; detected from the text when absent.")
+    k: JsonInt | None = Field(
+        None, description="How many candidates (1 to the configured maximum)."
+    )
+    channel: str | None = Field(None, max_length=32, description="x, instagram, email, ...")
+
+
+class CandidateRead(BaseModel):
+    faq_id: int
+    slug: str
+    title: str
+    url: str
+    score: float
+
+
+class TriageRead(BaseModel):
+    advice: Literal["reply", "thank", "skip"]
+    reason: str = Field(description="Why, with the words that decided it.")
+    kind: str = Field(
+        description="question, problem, request, thanks, praise, resolved, "
+        "users_talking, recommendation or unclear."
+    )
+    cue: str | None = None
+
+
+class ReplyRead(BaseModel):
+    text: str = Field(description="A draft the agent can send as it is.")
+    weighted_length: int = Field(description="Length as the channel counts it (X: weighted).")
+    limit: int | None = Field(description="The channel's limit (null: none).")
+    dm_handoff: bool = Field(description="The draft moves the conversation to a DM.")
+    dm_reason: Literal["personal_data", "account_category"] | None = None
+    kind: Literal["answer", "thanks", "dm"]
+    fits: bool = Field(description="Within the limit (false only if even the link is too long).")
+    channel: str | None = None
+
+
+class SuggestResponse(BaseModel):
+    suggestion_id: int | None
+    candidates: list[CandidateRead]
+    best: CandidateRead | None
+    confidence: float = Field(ge=0.0, le=1.0)
+    abstained: bool
+    lang: Lang
+    latency_ms: float
+    triage: TriageRead | None = None
+    reply: ReplyRead | None = Field(
+        None, description="The reply draft; null when the advice is skip or no FAQ fits."
+    )
+    personal_data: list[str] = Field(
+        default_factory=list,
+        description="Kinds of personal data found in the post (never the data): email, "
+        "phone, order_number, card_number, number, address.",
+    )

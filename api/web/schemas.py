@@ -1,0 +1,27 @@
+"""Bodies shared by every JSON endpoint: the error body, languages, strict integers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator
+
+Lang = Literal["ja", "en"]
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 5 and 5.0 are integers; true and "5" are not (pydantic's lax
+    # mode would take them, so the API would accept what its schema forbids).
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: object | None = None

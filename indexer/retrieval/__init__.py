@@ -1,0 +1,1 @@
+"""Hybrid retrieval: dense and BM25 fused per entry, and its confidence."""

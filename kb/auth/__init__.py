@@ -1,0 +1,1 @@
+"""Who may call the API: keys and their roles."""

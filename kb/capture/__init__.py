@@ -1,0 +1,1 @@
+"""Knowledge capture: resolved threads become evidence, phrasings and drafts."""

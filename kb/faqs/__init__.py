@@ -1,0 +1,1 @@
+"""FAQ entries: articles, revisions, phrasings, content files and merges."""

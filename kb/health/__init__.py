@@ -1,0 +1,1 @@
+"""Content health: scores, flags and the feedback editors act on."""

@@ -1,0 +1,1 @@
+"""Agent replies: drafts, channels, triage, outcomes and the agents' metrics."""

@@ -1,0 +1,1 @@
+"""Text of posts and articles: cleaning, personal data, language and scripts."""
