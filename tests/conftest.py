@@ -3,7 +3,6 @@ embedding model loaded once per session, and the real app through TestClient."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -22,11 +21,7 @@ from kb.auth.keys import create_key
 from kb.db import make_engine, make_session_factory, migrate, session_scope
 from kb.faqs.content import read_content_dir
 from kb.faqs.entries import load_articles
-
-ROOT = Path(__file__).resolve().parent.parent
-CONTENT_DIR = ROOT / "faq_content"
-PG_URL = os.environ.get("FAQLOOP_TEST_DATABASE_URL")
-TEST_MODEL = os.environ.get("FAQLOOP_TEST_EMBEDDING_MODEL", "multilingual-e5-small")
+from tests.support.paths import CONTENT_DIR, PG_URL, TEST_MODEL
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

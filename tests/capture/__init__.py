@@ -1,0 +1,1 @@
+"""Knowledge capture: threads, files and drafts."""

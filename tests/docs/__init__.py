@@ -1,0 +1,1 @@
+"""The docs stay true to the code."""

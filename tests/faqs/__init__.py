@@ -1,0 +1,1 @@
+"""FAQ entries, content files and the index sync."""

@@ -1,0 +1,1 @@
+"""Content health: scores, flags, feedback import and editor pages."""

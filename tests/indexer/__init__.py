@@ -1,0 +1,1 @@
+"""Embedding, micro-batching, indexes and retrieval."""

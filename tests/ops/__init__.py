@@ -1,0 +1,1 @@
+"""Backups, crash safety, export, replicas and migrations."""

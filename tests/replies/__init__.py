@@ -1,0 +1,1 @@
+"""Agent replies: drafts, triage, outcomes and metrics."""

@@ -1,0 +1,1 @@
+"""The public FAQ site: pages, views, votes, search."""

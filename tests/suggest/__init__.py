@@ -1,0 +1,1 @@
+"""Suggestions for posts and files of posts."""

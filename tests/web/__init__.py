@@ -1,0 +1,1 @@
+"""Web plumbing: limits, logs, metrics, secrets, fuzzing."""
