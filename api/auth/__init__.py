@@ -1,0 +1,1 @@
+"""Who may call the API: key roles checked per request, and the key commands."""
