@@ -9,7 +9,7 @@ PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install model setup run test lint pytest chromium clean bench bench-quick bench-peer
+.PHONY: install model setup run test lint pytest chromium clean bench bench-quick bench-peer messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy kb api indexer
+	# Boundaries: layers, no framework below api/, no cycles (pyproject [tool.importlinter]);
+	# no feature imports another feature's private names (tests/architecture).
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q -p no:randomly tests/architecture
 
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 chromium:
@@ -63,7 +67,16 @@ pytest: model chromium
 
 test: lint pytest
 
-# Scale and speed benchmarks (README "Scale and speed"): figures, never timed tests. They use
+# Interface text: extract every msgid (babel.cfg) into api/locales/messages.pot, then update
+# each language's catalog; translate what is new in api/locales/<lang>/LC_MESSAGES/messages.po.
+# A new language: $(BIN)/pybabel init -i api/locales/messages.pot -d api/locales -l <lang>
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -o api/locales/messages.pot --project faqloop \
+		--sort-output --add-location=file --no-wrap .
+	$(BIN)/pybabel update -i api/locales/messages.pot -d api/locales -D messages \
+		--no-wrap --ignore-pot-creation-date
+
+# Scale and speed benchmarks (docs/scale.md): figures, never timed tests. They use
 # PostgreSQL when it answers on 127.0.0.1:5432 (the load test's replicas share it).
 bench: model bench-peer
 	$(BIN)/python benchmarks/run_all.py

@@ -12,8 +12,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.auth import pages as sign_in
 from api.capture import drafts, threads
 from api.capture import pages as review
 from api.faqs import routes as faqs
@@ -127,6 +129,16 @@ def create_app(
             headers=_error_headers(exc, status),
         )
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # A number beyond the database's integer range, or text it cannot store (NUL on
+        # PostgreSQL): the request is at fault, not the server.
+        message = "a number or a text in the request is outside what the database can store"
+        if request.url.path.startswith("/v1"):
+            return JSONResponse({"error": "invalid_input", "detail": message}, status_code=400)
+        return site.error_page(request, 400, message)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = exc.errors()
@@ -158,10 +170,12 @@ def create_app(
     app.include_router(site.router)
     app.include_router(threads.router)
     app.include_router(drafts.router)
+    app.include_router(sign_in.router)
     app.include_router(review.router)
     app.include_router(flags.router)
     app.include_router(editor.router)
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    site_static = StaticFiles(directory=Path(__file__).parent / "site" / "static")
+    app.mount("/static", site_static, name="static")
     # Limits, request ids, JSON logs and /metrics (api/observability.py, api/limits.py).
     observability.install(app, settings)
     return app

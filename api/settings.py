@@ -17,7 +17,7 @@ def _default_models_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    """Every setting, with its help text (the README's configuration table lists them)."""
+    """Every setting, with its help text (the settings tables under docs/ list them)."""
 
     model_config = SettingsConfigDict(env_prefix="FAQLOOP_", env_file=".env", extra="ignore")
 
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         600,
         ge=0,
         description="Suggest requests one API key may send per `suggest_rate_window` seconds "
-        "(a token bucket, per process; a batch counts one per post; 0: no limit). Over it: "
+        "(a moving window, per process; a batch counts one per post; 0: no limit). Over it: "
         "429 with Retry-After.",
     )
     suggest_rate_window: float = Field(
@@ -155,8 +155,8 @@ class Settings(BaseSettings):
     vote_rate_window: float = Field(
         60.0, gt=0, description="Length in seconds of the sliding window of the vote limits."
     )
-    # Agent reply drafts, triage, batch suggestions and the learnt threshold (README,
-    # "Agent reply drafts").
+    # Agent reply drafts, triage, batch suggestions and the learnt threshold
+    # (docs/replies.md).
     brand_name: str = Field(
         "Sorami Mobile",
         min_length=1,
@@ -216,7 +216,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Seconds between recomputations of the learnt threshold."
     )
 
-    # Content health: scores, flags and their thresholds (README, "Content health").
+    # Content health: scores, flags and their thresholds (docs/health.md).
     health_interval: float = Field(
         900.0,
         ge=0,

@@ -4,7 +4,7 @@
 
 Builds a database with the seed content plus synthetic feedback (votes with comments,
 visitor marks, daily view counters, suggestions), then times, in process through
-`kb.backup`: the SQLite online snapshot and the logical export, and restoring each into an
+`kb.ops.backup`: the SQLite online snapshot and the logical export, and restoring each into an
 empty database (SQLite; and PostgreSQL when --database-url is given, in a schema of its
 own that is dropped afterwards). Index rebuilds are not included (see `faqloop reindex`).
 """

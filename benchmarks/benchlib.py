@@ -169,8 +169,8 @@ class KeepAliveClient:
     """One keep-alive HTTP/1.1 connection for JSON POSTs: what a load generator needs, no more.
 
     The clients run on the same two cores as the server they measure, so what they cost
-    is taken from the server: httpx spent 1.0-1.4 ms of CPU per request here, this client
-    ~0.1 ms (both measured against the same server), as wrk would. It sends one request at
+    is taken from the server: this client costs a fraction of what httpx does (both are in
+    docs/scale.md), as wrk would. It sends one request at
     a time and reads the response by its Content-Length (or chunks); a failed request is
     reported, never retried (a POST might have been processed). A connection idle for more
     than `keepalive_expiry` seconds is replaced before use: the server closes idle ones

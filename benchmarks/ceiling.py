@@ -129,7 +129,7 @@ def main() -> None:
     assert drift < 1e-4, f"the trace differs from the eager model by {drift}"
 
     def library_encode(batch: list[str]) -> Any:
-        # The same through SentenceTransformer.encode, which adds ~1 ms of bookkeeping.
+        # The same through SentenceTransformer.encode, which adds its own bookkeeping.
         return model.encode(
             batch, prompt_name="query", normalize_embeddings=True, batch_size=len(batch)
         ).astype(np.float32)

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/duplicate_detection.py [--stackfaq ../shared/eval/stackfaq]
 
-Scores pairs with the shipped `kb.flags.duplicate_score` (0.8 × question similarity + 0.2 ×
-IDF-weighted word overlap; question texts embedded by the configured model):
+Scores pairs with the shipped `kb.health.duplicates.duplicate_score` (0.8 × question
+similarity + 0.2 × IDF-weighted word overlap; question texts embedded by the configured
+model):
 
 - negatives, seed content: every same-language pair of the 106 seed articles (53 topics,
   ja and en; neighbours such as eSIM on iPhone vs on Android are the hard cases);
@@ -15,7 +16,7 @@ IDF-weighted word overlap; question texts embedded by the configured model):
 
 Prints the highest negative score, recall of the positives at several thresholds, and the
 false positives there. No training: the weights and the threshold are chosen from these
-figures (README, "Content health").
+figures (docs/health.md).
 """
 
 from __future__ import annotations

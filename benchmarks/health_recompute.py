@@ -6,8 +6,8 @@ Builds a temporary SQLite database (or a scratch schema on the PostgreSQL server
 with the seed content plus the StackFAQ articles (825 published articles), then 90 days
 of synthetic traffic per article: page views from three sources every day, a vote from
 one visitor in ten, suggestions with agents' outcomes, and abstained posts and failed
-searches. Times `kb.flags.recompute` cold (question vectors not cached yet) and warm
-(as in the server's periodic loop), and `kb.health.article_health` for single articles.
+searches. Times `kb.health.flags.recompute` cold (question vectors not cached yet) and warm
+(as in the server's periodic loop), and `kb.health.scores.article_health` for single articles.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Builds the benchmark knowledge base (1,000 entries, see benchlib.py) through faq
 services in a temporary data directory (SQLite, or a scratch schema with --database-url),
 then:
 
-- in-process: `kb.suggest.suggest` from 1, 8 and 32 threads, each call in its own
+- in-process: `kb.suggest.service.suggest` from 1, 8 and 32 threads, each call in its own
   session as POST /v1/suggest does (clean, embed, FAISS + BM25, fuse, calibrate, re-check
   in the database, record the suggestion); the micro-batcher's mean batch size is shown;
 - over HTTP: `faqloop serve` on loopback, clients with keep-alive connections, each

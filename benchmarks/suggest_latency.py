@@ -5,7 +5,7 @@
 Entries come from the shared eval sets (English StackFAQ first, then Japanese JSTS), are
 written through the real services into a temporary SQLite database and indexed with the
 configured model (FAQLOOP_EMBEDDING_MODEL, default multilingual-e5-small). Each query then
-goes through `kb.suggest.suggest` exactly as POST /v1/suggest does (clean, embed one post,
+goes through `kb.suggest.service.suggest` exactly as POST /v1/suggest does (clean, embed one post,
 FAISS + BM25, fuse, calibrate, look up the entries, record the suggestion). Prints p50/p95.
 """
 

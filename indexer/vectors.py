@@ -36,8 +36,8 @@ class VectorIndex(Protocol):
 class FaissIndex:
     """Exact inner-product search (IndexFlatIP) with removable ids (IndexIDMap2).
 
-    Flat search is exact and, per MODELS.md, 0.25 ms for 10k vectors on one thread: an
-    approximate index would only pay off far beyond the size of any FAQ collection.
+    Flat search is exact and fast enough: an approximate index would only pay off far beyond
+    the size of any FAQ collection (docs/scale.md, "Exact search is enough").
     """
 
     def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
@@ -67,8 +67,8 @@ class FaissIndex:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         # One query runs on the calling thread alone: handing a 1,700-vector scan to a team
-        # of OpenMP threads cost more than it saved (96 us against 161 us for k=400 here),
-        # and under load those threads would take cores from the model's lanes. Batches
+        # of OpenMP threads cost more than it saved (docs/scale.md), and under load those
+        # threads would take cores from the model's lanes. Batches
         # of queries (evaluation, duplicate checks) still get every thread. The count is
         # the calling thread's own OpenMP setting, so concurrent searches do not interfere.
         faiss.omp_set_num_threads(1 if len(queries) == 1 else _FAISS_THREADS)

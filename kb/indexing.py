@@ -34,7 +34,7 @@ _MD_NOISE = re.compile(r"[#>*_`~|]+|!\[[^\]]*\]\([^)]*\)|\[([^\]]*)\]\([^)]*\)")
 
 @dataclass(frozen=True)
 class IndexRecipe:
-    """Which texts of an entry are indexed (decided by measurement; see README)."""
+    """Which texts of an entry are indexed (decided by measurement; see docs/retrieval.md)."""
 
     # Add the answer's first paragraph as one more dense text.
     dense_answer: bool = True
@@ -239,6 +239,18 @@ class IndexManager:
             self._syncs_applied += 1
             self._entries_applied += len(changed)
             return len(changed)
+
+    def commit_and_sync(
+        self, session: Session, factory: sessionmaker[Session], *, reindex: bool = True
+    ) -> int:
+        """Commit `session`, then `sync`, so what it wrote is searchable when this returns.
+
+        `reindex=False` only commits (the write touched nothing indexed). A failed commit
+        raises before any sync; a failed sync raises after the commit, whose changes the
+        next sync applies. Returns how many entries the sync changed.
+        """
+        session.commit()
+        return self.sync(factory) if reindex else 0
 
     def _save_locked(self, index: HybridIndex, last_change_id: int) -> Manifest:
         current = self.store.current_manifest()

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models for the whole faqloop domain (see ARCHITECTURE.md)."""
+"""SQLAlchemy 2 models for the whole faqloop domain (see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     session_factory_for,
     settings,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     fail,
     load_services,
@@ -96,7 +96,9 @@ def register(app: typer.Typer) -> None:
         cover_threshold: Annotated[
             float | None,
             typer.Option(
-                min=0.0, max=1.0, help="Confidence to call a thread covered (default: see README)."
+                min=0.0,
+                max=1.0,
+                help="Confidence to call a thread covered (default: see docs/capture.md).",
             ),
         ] = None,
         report_path: Annotated[

@@ -37,9 +37,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 def _done(services: Services, session: Session, result: capture_drafts.ReviewResult) -> ReviewDone:
     entry_id, slug = result.entry.id, result.entry.slug
     draft_id = result.draft.id
-    # Searchable when the call returns: commit, then apply the change feed.
-    session.commit()
-    services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory)
     return ReviewDone(
         draft=draft_read(capture_drafts.get_draft_or_raise(session, draft_id)),
         faq_id=entry_id,

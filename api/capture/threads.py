@@ -56,9 +56,8 @@ def ingest_thread(
         # Another request stored the same (channel, external_id) first: this one is an update.
         session.rollback()
         report = capture_ingest.ingest_threads(session, kit, [item])
-        session.commit()
-    if report.touched_entries:
-        services.index.sync(services.session_factory)
+    touched = bool(report.touched_entries)
+    services.index.commit_and_sync(session, services.session_factory, reindex=touched)
     outcome = report.outcomes[0]
     if not outcome.created:
         response.status_code = 200

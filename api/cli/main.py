@@ -6,12 +6,14 @@ The CLI calls the same services as the API, built from the same settings.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 from typer.models import CommandInfo
 
 from api.auth import cli as auth_cli
 from api.capture import cli as capture_cli
+from api.commands import fail, settings
 from api.faqs import cli as faqs_cli
 from api.health import cli as health_cli
 from api.ops import cli as ops_cli
@@ -25,6 +27,40 @@ app = typer.Typer(
 )
 for feature in (auth_cli, ops_cli, faqs_cli, suggest_cli, capture_cli, site_cli, health_cli):
     feature.register(app)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default FAQLOOP_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default FAQLOOP_PORT.")] = None,
+) -> None:
+    """Serve the API and the FAQ site."""
+    import uvicorn
+
+    from api.app import create_app
+    from indexer.embedding.encoders import ModelNotFound, resolve_model_path
+
+    s = settings()
+    try:
+        resolve_model_path(s.embedding_model, s.models_dir)
+    except ModelNotFound as exc:
+        raise fail(str(exc)) from exc
+    from api.web.observability import configure_logging, warn_about_default_secrets
+
+    # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
+    # by ours, which leaves out client addresses, query strings and headers.
+    configure_logging(s.log_level, s.log_format)
+    warn_about_default_secrets(s)
+    application = create_app(s, load_in_background=True)
+    uvicorn.run(
+        application,
+        host=host or s.host,
+        port=port or s.port,
+        log_config=None,
+        access_log=False,
+        log_level=s.log_level.lower(),
+    )
+
 
 # `faqloop --help` lists commands in the order a new install uses them, whichever feature
 # registers them; commands not named here follow in registration order.

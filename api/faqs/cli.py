@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     load_services,
     session_factory_for,

@@ -18,7 +18,6 @@ from api.faqs.schemas import (
     PhrasingRead,
     RevisionRead,
 )
-from api.state import Services
 from api.web.deps import AgentKey, EditorKey, ServicesDep, SessionDep
 from api.web.schemas import ErrorBody
 from kb.faqs import entries as faqs
@@ -64,12 +63,6 @@ def _read(session: Session, entry: FaqEntry, base_url: str) -> FaqRead:
         revisions=[RevisionRead.model_validate(r) for r in faqs.list_revisions(session, entry.id)],
         translations=translations,
     )
-
-
-def _commit_and_index(services: Services, session: Session) -> None:
-    # Searchable as soon as the call returns: apply the change feed before answering.
-    session.commit()
-    services.index.sync(services.session_factory)
 
 
 @router.get("", response_model=FaqList, responses=_ERRORS)
@@ -120,7 +113,7 @@ def create_faq(
         revision=1,
         url=article_url(services.settings.base_url, entry.slug),
     )
-    _commit_and_index(services, session)
+    services.index.commit_and_sync(session, services.session_factory)
     return created
 
 
@@ -140,6 +133,6 @@ def update_faq(
         author=key.name,
         reason=body.reason or "edited",
     )
-    _commit_and_index(services, session)
+    services.index.commit_and_sync(session, services.session_factory)
     entry = faqs.get_entry_or_raise(session, faq_id)
     return _read(session, entry, services.settings.base_url)

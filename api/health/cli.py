@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     fail,
     load_services,

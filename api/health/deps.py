@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.settings import Settings
 from api.state import Services
+from api.web.lazy import Lazy
 from indexer.lexical.tokenizer import Tokenizer, default_tokenizer
 from kb.capture.ingest import QuestionVectors
 from kb.db import session_scope
@@ -25,7 +26,6 @@ from kb.health.scores import HealthPolicy, SiteBaseline, compute_baseline
 from kb.models import EntryStatus, FaqEntry, utcnow
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
 # How long article pages reuse the site baseline (it moves slowly; computing it reads every
 # article's counts).
 BASELINE_TTL = 300.0
@@ -178,17 +178,12 @@ def build_health_kit(services: Services) -> HealthKit:
     )
 
 
+_health_kits: Lazy[HealthKit] = Lazy("health", build_health_kit)
+
+
 def get_health_kit(request: Request) -> HealthKit:
     """The app's HealthKit, made on first use and kept."""
-    state = request.app.state
-    kit: HealthKit | None = getattr(state, "health", None)
-    if kit is None or kit.services is not state.services:
-        with _lock:
-            kit = getattr(state, "health", None)
-            if kit is None or kit.services is not state.services:
-                kit = build_health_kit(state.services)
-                state.health = kit
-    return kit
+    return _health_kits.of(request)
 
 
 HealthDep = Annotated[HealthKit, Depends(get_health_kit)]
@@ -229,8 +224,7 @@ class HealthLoop:
 
 def start_health_loop(app_state: object, services: Services) -> HealthLoop:
     """Build the app's HealthKit and start its loop (interval FAQLOOP_HEALTH_INTERVAL)."""
-    kit = build_health_kit(services)
-    app_state.health = kit  # type: ignore[attr-defined]
+    kit = _health_kits.put(app_state, services, build_health_kit(services))
     loop = HealthLoop(kit, services.settings.health_interval).start()
     app_state.health_loop = loop  # type: ignore[attr-defined]
     return loop

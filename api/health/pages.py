@@ -2,7 +2,7 @@
 cookie applies): the flag queue by impact, an article's health with its chart, revision diff,
 before/after of each rewrite, and the rewrite, merge and dismiss forms.
 
-Sign-in, the cookie and the CSRF token are the review pages' (api/routers/review.py);
+Sign-in, the cookie and the CSRF token are the review pages' (api/capture/pages.py);
 every form here carries the same token.
 """
 
@@ -17,13 +17,20 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from api.capture import pages as review
-from api.capture.pages import Editor, templates
+from api.auth.editor_session import (
+    Editor,
+    check_csrf,
+    current_editor,
+    login_redirect,
+    page_language,
+)
 from api.health.chart import ChartText, RevisionMark, health_chart_svg
 from api.health.deps import HealthDep, HealthKit
 from api.state import Services
 from api.web.deps import ServicesDep, SessionDep
+from api.web.i18n import N_, Translator, translator
 from api.web.markdown import render_markdown
+from api.web.templating import render
 from kb.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from kb.faqs import entries as faqs
 from kb.faqs import merge
@@ -36,227 +43,52 @@ from kb.site import visitors
 from kb.suggest.service import article_url
 
 router = APIRouter(prefix="/review/health", include_in_schema=False)
-# The review pages' sign-in, CSRF check and language choice, shared rather than repeated.
-current_editor = review._editor
-check_csrf = review._check_csrf
-login_redirect = review._login_redirect
-page_language = review._language
-REVIEW_UI = review.UI
 PAGE_SIZE = 50
 
-UI: dict[str, dict[str, str]] = {
-    "en": {
-        "health": "Content health",
-        "drafts": "Drafts",
-        "kind": "Kind",
-        "all_kinds": "All kinds",
-        "all_categories": "All categories",
-        "score": "Impact",
-        "article": "Article",
-        "evidence": "Evidence",
-        "no_flags": "No flags here.",
-        "flags_total": "{n} flags",
-        "recompute": "Recompute now",
-        "flag": "Flag",
-        "dismiss": "Dismiss",
-        "dismiss_reason": "Why is this not a problem?",
-        "rewrite": "Rewrite",
-        "rewrite_hint": "A rewrite creates a new revision; it starts with clean numbers.",
-        "rewrite_for": "Answers flag",
-        "none": "none",
-        "merge_into": "Merge this article into",
-        "merge_hint": "This article's URL will redirect (301) to the other one; its views, "
-        "votes and phrasings move over.",
-        "merge_proposal": "Proposed by the duplicate flag",
-        "revisions": "Revisions",
-        "revision": "Revision",
-        "views": "Views",
-        "from_replies": "from replies",
-        "organic": "organic",
-        "imported": "imported",
-        "helpful": "Helpful",
-        "not_helpful": "Not helpful",
-        "ratio": "Helpful ratio",
-        "interval": "95% interval",
-        "bayesian": "Bayesian avg.",
-        "acceptance": "Agents accepted",
-        "too_few": "too few to judge",
-        "current": "current",
-        "merged_from": "from FAQ",
-        "before_after": "Before and after each rewrite",
-        "before": "Before",
-        "after": "After",
-        "difference": "Change",
-        "p_value": "p (Fisher's exact test)",
-        "significant": "significant",
-        "not_significant": "not significant",
-        "no_rewrites": "No rewrite yet.",
-        "diff": "Changes between revisions",
-        "compare": "Compare",
-        "to": "with",
-        "no_diff": "The texts are identical.",
-        "chart_title": "Views per period and helpful ratio, by revision",
-        "chart_views": "views",
-        "chart_helpful": "helpful ratio",
-        "chart_none": "No views or votes yet.",
-        "chart_desc": "{views} views and {votes} votes in total; bars are views coloured by "
-        "revision, points the share of helpful votes.",
-        "site_typical": "Site: typical helpful ratio {typical}, prior {prior}; typical "
-        "acceptance {acceptance}.",
-        "comments": "Latest comments",
-        "open_flags": "Open flags",
-        "view_article": "Public page",
-        "status": "Status",
-        "open": "open",
-        "resolved": "resolved",
-        "dismissed": "dismissed",
-        "all": "all",
-        "examples": "Examples",
-        "posts": "posts",
-        "searches": "searches",
-        "question": "Question",
-        "answer": "Answer (Markdown)",
-        "reason": "Reason",
-        "merge": "Merge",
-        "resolution": "Resolution",
-        "done_rewritten": "Rewritten. The new revision is live and starts with clean numbers.",
-        "done_merged": "Merged. The old URL redirects here.",
-        "done_dismissed": "Dismissed. It stays quiet until new evidence arrives.",
-        "done_recomputing": "Recompute started; reload this page in a moment for the new flags.",
-        "low_helpfulness": "low helpfulness",
-        "low_acceptance": "low acceptance",
-        "duplicate": "duplicate",
-        "stale": "stale",
-        "content_gap": "content gap",
-        "sum_low_helpfulness": "{helpful} of {votes} votes helpful ({ratio}; 95% upper bound "
-        "{high}) vs typical {typical}; {views} views",
-        "sum_low_acceptance": "{accepted} of {n} suggestions accepted (upper bound {high}) vs "
-        "typical {typical}",
-        "sum_duplicate": "Same question as FAQ {other} (score {score}); merge FAQ {source} "
-        "into FAQ {target}",
-        "sum_content_gap": "{total} unanswered ({posts} posts, {searches} searches): "
-        "\u201c{medoid}\u201d",
-        "sum_stale": "Not revised for {days} days; {rule}",
-    },
-    "ja": {
-        "health": "コンテンツの健全性",
-        "drafts": "下書き",
-        "kind": "種類",
-        "all_kinds": "すべての種類",
-        "all_categories": "すべてのカテゴリ",
-        "score": "影響度",
-        "article": "記事",
-        "evidence": "根拠",
-        "no_flags": "フラグはありません。",
-        "flags_total": "{n} 件",
-        "recompute": "今すぐ再計算",
-        "flag": "フラグ",
-        "dismiss": "対応不要にする",
-        "dismiss_reason": "問題ではない理由",
-        "rewrite": "書き直す",
-        "rewrite_hint": "書き直すと新しい版になり、数値はゼロから数え直します。",
-        "rewrite_for": "対応するフラグ",
-        "none": "なし",
-        "merge_into": "この記事を統合する先",
-        "merge_hint": "この記事のURLは統合先へ転送（301）され、閲覧数・評価・言い回しが"
-        "引き継がれます。",
-        "merge_proposal": "重複フラグの提案",
-        "revisions": "版",
-        "revision": "版",
-        "views": "閲覧数",
-        "from_replies": "返信から",
-        "organic": "自然流入",
-        "imported": "取り込み",
-        "helpful": "役に立った",
-        "not_helpful": "役に立たなかった",
-        "ratio": "役に立った割合",
-        "interval": "95%区間",
-        "bayesian": "ベイズ平均",
-        "acceptance": "担当者の採用率",
-        "too_few": "判定には少なすぎます",
-        "current": "現在の版",
-        "merged_from": "統合元FAQ",
-        "before_after": "書き直し前後の比較",
-        "before": "前",
-        "after": "後",
-        "difference": "変化",
-        "p_value": "p値（フィッシャーの正確確率検定）",
-        "significant": "有意",
-        "not_significant": "有意ではない",
-        "no_rewrites": "まだ書き直されていません。",
-        "diff": "版の差分",
-        "compare": "比較",
-        "to": "と",
-        "no_diff": "本文は同じです。",
-        "chart_title": "期間ごとの閲覧数と役に立った割合（版別）",
-        "chart_views": "閲覧数",
-        "chart_helpful": "役に立った割合",
-        "chart_none": "閲覧・評価はまだありません。",
-        "chart_desc": "閲覧数 {views}、評価 {votes} 件。棒は版ごとに色分けした閲覧数、"
-        "点は役に立った評価の割合です。",
-        "site_typical": "サイト全体: 典型的な役に立った割合 {typical}、事前分布 {prior}、"
-        "典型的な採用率 {acceptance}。",
-        "comments": "最近のコメント",
-        "open_flags": "未対応のフラグ",
-        "view_article": "公開ページ",
-        "status": "状態",
-        "open": "未対応",
-        "resolved": "解決済み",
-        "dismissed": "対応不要",
-        "all": "すべて",
-        "examples": "例",
-        "posts": "投稿",
-        "searches": "検索",
-        "question": "質問",
-        "answer": "回答（Markdown）",
-        "reason": "理由",
-        "merge": "統合",
-        "resolution": "対応",
-        "done_rewritten": "書き直しました。新しい版が公開され、数値はゼロから数えます。",
-        "done_merged": "統合しました。古いURLはこの記事へ転送されます。",
-        "done_dismissed": "対応不要にしました。新しい根拠が出るまで再表示されません。",
-        "done_recomputing": "再計算を開始しました。しばらくしてから再読み込みしてください。",
-        "low_helpfulness": "役に立たない",
-        "low_acceptance": "採用されない",
-        "duplicate": "重複",
-        "stale": "古い",
-        "content_gap": "記事がない",
-        "sum_low_helpfulness": "評価 {votes} 件中 {helpful} 件が役に立った（{ratio}、95%上限 "
-        "{high}）。典型値 {typical}、閲覧 {views}",
-        "sum_low_acceptance": "提案 {n} 件中 {accepted} 件を採用（上限 {high}）。典型値 {typical}",
-        "sum_duplicate": "FAQ {other} と同じ質問（スコア {score}）。FAQ {source} を FAQ "
-        "{target} に統合する提案",
-        "sum_content_gap": "回答できなかった問い合わせ {total} 件（投稿 {posts}、検索 "
-        "{searches}）:「{medoid}」",
-        "sum_stale": "{days} 日間更新なし。{rule}",
-    },
+DONE = {  # what a page confirms after each action
+    "rewritten": N_("Rewritten. The new revision is live and starts with clean numbers."),
+    "merged": N_("Merged. The old URL redirects here."),
+    "dismissed": N_("Dismissed. It stays quiet until new evidence arrives."),
+    "recomputing": N_("Recompute started; reload this page in a moment for the new flags."),
 }
-DONE = ("rewritten", "merged", "dismissed", "recomputing")
-STATUSES = ("open", "resolved", "dismissed", "all")
-
-
-def _ui(lang: str) -> dict[str, str]:
-    return {**REVIEW_UI[lang], **UI[lang]}
+STATUSES = {
+    "open": N_("open"),
+    "resolved": N_("resolved"),
+    "dismissed": N_("dismissed"),
+    "all": N_("all"),
+}
+KINDS = {
+    FlagKind.low_helpfulness.value: N_("low helpfulness"),
+    FlagKind.low_acceptance.value: N_("low acceptance"),
+    FlagKind.duplicate.value: N_("duplicate"),
+    FlagKind.stale.value: N_("stale"),
+    FlagKind.content_gap.value: N_("content gap"),
+}
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    lang = context.setdefault("lang", page_language(request))
-    context.setdefault("ui", _ui(lang))
+    tr = translator(context.setdefault("lang", page_language(request)))
+    done = request.query_params.get("done")
+    context.setdefault("done", tr.gettext(DONE[done]) if done in DONE else None)
     context.setdefault("kinds", [k.value for k in FlagKind])
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+    context.setdefault("kinds_label", tr.labels(KINDS))
+    context.setdefault("statuses_label", tr.labels(STATUSES))
+    return render(request, name, context, status_code=status_code)
 
 
 def _pct(value: object) -> str:
     return f"{float(value) * 100:.0f}%" if isinstance(value, int | float) else "—"
 
 
-def flag_summary(flag: Flag, ui: dict[str, str]) -> str:
+def flag_summary(flag: Flag, tr: Translator) -> str:
     """One line saying why a flag was raised, in the page's language."""
     ev = flag.evidence or {}
     try:
         if flag.kind == FlagKind.low_helpfulness:
             ratio = ev.get("helpful_ratio") or {}
-            return ui["sum_low_helpfulness"].format(
+            return tr.gettext(
+                "%(helpful)s of %(votes)s votes helpful (%(ratio)s; 95%% upper bound %(high)s) "
+                "vs typical %(typical)s; %(views)s views",
                 helpful=ev.get("helpful", 0),
                 votes=ev.get("helpful", 0) + ev.get("not_helpful", 0),
                 ratio=_pct(ratio.get("ratio")),
@@ -266,7 +98,9 @@ def flag_summary(flag: Flag, ui: dict[str, str]) -> str:
             )
         if flag.kind == FlagKind.low_acceptance:
             acc = ev.get("acceptance") or {}
-            return ui["sum_low_acceptance"].format(
+            return tr.gettext(
+                "%(accepted)s of %(n)s suggestions accepted (upper bound %(high)s) vs "
+                "typical %(typical)s",
                 accepted=ev.get("accepted", 0),
                 n=ev.get("accepted", 0) + ev.get("rejected", 0),
                 high=_pct(acc.get("wilson_high")),
@@ -276,20 +110,28 @@ def flag_summary(flag: Flag, ui: dict[str, str]) -> str:
             pair = ev.get("pair") or [0, 0]
             proposal = ev.get("merge") or {}
             other = pair[1] if pair and pair[0] == flag.entry_id else pair[0]
-            return ui["sum_duplicate"].format(
+            return tr.gettext(
+                "Same question as FAQ %(other)s (score %(score)s); merge FAQ %(source)s "
+                "into FAQ %(target)s",
                 other=other,
                 score=ev.get("score"),
                 source=proposal.get("from"),
                 target=proposal.get("into"),
             )
         if flag.kind == FlagKind.content_gap:
-            return ui["sum_content_gap"].format(
+            return tr.gettext(
+                "%(total)s unanswered (%(posts)s posts, %(searches)s searches): "
+                "\u201c%(medoid)s\u201d",
                 total=ev.get("total", 0),
                 posts=ev.get("posts", 0),
                 searches=ev.get("searches", 0),
                 medoid=ev.get("medoid", ""),
             )
-        return ui["sum_stale"].format(days=ev.get("revised_days_ago"), rule=ev.get("rule", ""))
+        return tr.gettext(
+            "Not revised for %(days)s days; %(rule)s",
+            days=ev.get("revised_days_ago"),
+            rule=ev.get("rule", ""),
+        )
     except (KeyError, TypeError, ValueError, IndexError):
         return str(ev.get("rule", ""))
 
@@ -331,23 +173,21 @@ def queue(
     )
     entries = faqs.entries_by_ids(session, [f.entry_id for f in rows if f.entry_id])
     lang = page_language(request)
-    ui = _ui(lang)
+    tr = translator(lang)
     items = [
         {
             "flag": f,
             "entry": entries.get(f.entry_id) if f.entry_id else None,
-            "summary": flag_summary(f, ui),
+            "summary": flag_summary(f, tr),
             "link": _flag_link(f),
         }
         for f in rows
     ]
-    done = request.query_params.get("done")
     return _page(
         request,
         "review/health_queue.html",
         {
             "lang": lang,
-            "ui": ui,
             "items": items,
             "total": total,
             "kind": kind or "",
@@ -359,7 +199,6 @@ def queue(
             "offset": offset,
             "page_size": PAGE_SIZE,
             "editor": editor,
-            "done": done if done in DONE else None,
         },
     )
 
@@ -418,15 +257,18 @@ def _marks(report: ArticleHealth, kit: HealthKit) -> list[RevisionMark]:
     return marks
 
 
-def chart_for(report: ArticleHealth, kit: HealthKit, ui: dict[str, str]) -> str:
+def chart_for(report: ArticleHealth, kit: HealthKit, tr: Translator) -> str:
     """The article's SVG chart in the page's language."""
     text = ChartText(
-        title=ui["chart_title"],
-        views=ui["chart_views"],
-        helpful=ui["chart_helpful"],
-        no_data=ui["chart_none"],
-        description=ui["chart_desc"].format(
-            views=report.totals.views_total, votes=report.totals.votes
+        title=tr.gettext("Views per period and helpful ratio, by revision"),
+        views=tr.gettext("views"),
+        helpful=tr.gettext("helpful ratio"),
+        no_data=tr.gettext("No views or votes yet."),
+        description=tr.gettext(
+            "%(views)s views and %(votes)s votes in total; bars are views coloured by "
+            "revision, points the share of helpful votes.",
+            views=report.totals.views_total,
+            votes=report.totals.votes,
         ),
     )
     return health_chart_svg(report.series, _marks(report, kit), text)
@@ -454,7 +296,7 @@ def _article(
     if entry is None:
         raise NotFound(f"FAQ {faq_id} not found")
     lang = page_language(request)
-    ui = _ui(lang)
+    tr = translator(lang)
     report = health_scores.article_health(
         session, faq_id, kit.policy, tz=kit.tz, baseline=kit.baseline()
     )
@@ -487,21 +329,19 @@ def _article(
         comments = next((s.comments for s in stats if s.current), [])
     except NotFound:
         pass
-    done = request.query_params.get("done")
     return _page(
         request,
         "review/health_article.html",
         {
             "lang": lang,
-            "ui": ui,
             "entry": entry,
             "current": current,
             "report": report,
-            "chart": chart_for(report, kit, ui),
+            "chart": chart_for(report, kit, tr),
             "revisions": own,
             "diff": diff,
             "open_flags": [
-                {"flag": f, "summary": flag_summary(f, ui), "link": _flag_link(f)}
+                {"flag": f, "summary": flag_summary(f, tr), "link": _flag_link(f)}
                 for f in open_flags
             ],
             "revision_flags": [f for f in open_flags if f.kind in detection.REVISION_KINDS],
@@ -512,7 +352,6 @@ def _article(
             "editor": editor,
             "error": error,
             "form": form or {},
-            "done": done if done in DONE else None,
         },
         status_code=status_code,
     )
@@ -546,7 +385,7 @@ def article_chart(request: Request, faq_id: int, session: SessionDep, kit: Healt
     report = health_scores.article_health(
         session, faq_id, kit.policy, tz=kit.tz, baseline=kit.baseline()
     )
-    svg = chart_for(report, kit, _ui(page_language(request)))
+    svg = chart_for(report, kit, translator(page_language(request)))
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
@@ -594,8 +433,7 @@ def rewrite(
             status_code=status,
             form=form,
         )
-    session.commit()
-    services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory)
     return RedirectResponse(f"/review/health/faqs/{faq_id}?done=rewritten", status_code=303)
 
 
@@ -627,8 +465,7 @@ def merge_article(
             request, session, services, kit, editor, faq_id, error=exc.message, status_code=status
         )
     target_id = result.target.id
-    session.commit()
-    services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory)
     return RedirectResponse(f"/review/health/faqs/{target_id}?done=merged", status_code=303)
 
 
@@ -655,23 +492,20 @@ def _flag(
 ) -> Response:
     flag = flags.get_flag_or_raise(session, flag_id)
     lang = page_language(request)
-    ui = _ui(lang)
+    tr = translator(lang)
     entry = session.get(FaqEntry, flag.entry_id) if flag.entry_id else None
-    done = request.query_params.get("done")
     return _page(
         request,
         "review/health_flag.html",
         {
             "lang": lang,
-            "ui": ui,
             "flag": flag,
             "entry": entry,
-            "summary": flag_summary(flag, ui),
+            "summary": flag_summary(flag, tr),
             "evidence": flag.evidence or {},
             "evidence_json": json.dumps(flag.evidence or {}, ensure_ascii=False, indent=2),
             "editor": editor,
             "error": error,
-            "done": done if done in DONE else None,
         },
         status_code=status_code,
     )

@@ -152,8 +152,7 @@ def rewrite_faq(
         revision=result.revision.number,
         resolved_flags=[f.id for f in result.resolved],
     )
-    session.commit()
-    services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory)
     return out
 
 
@@ -177,6 +176,5 @@ def merge_faq(
         threads_moved=result.threads,
         resolved_flags=result.resolved_flags,
     )
-    session.commit()
-    services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory)
     return out

@@ -19,7 +19,7 @@ class FlagRead(BaseModel):
     faq_id: int | None
     revision_id: int | None
     key: str
-    score: float = Field(description="Impact: people affected (see README, Content health).")
+    score: float = Field(description="Impact: people affected (see docs/health.md).")
     lang: str | None
     category: str | None
     title: str | None = Field(None, description="The FAQ's current question, if any.")

@@ -1,4 +1,4 @@
-"""CLI commands of operations: migrate, serve, models build, backup, restore, export-content."""
+"""CLI commands of operations: migrate, models build, backup, restore, export-content."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     fail,
     load_services,
@@ -137,38 +137,6 @@ def register(app: typer.Typer) -> None:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         run_migrations(s.db_url)
         typer.echo(f"database at head: {redact_url(s.db_url)}")
-
-    @app.command()
-    def serve(
-        host: Annotated[str | None, typer.Option(help="Default FAQLOOP_HOST.")] = None,
-        port: Annotated[int | None, typer.Option(help="Default FAQLOOP_PORT.")] = None,
-    ) -> None:
-        """Serve the API and the FAQ site."""
-        import uvicorn
-
-        from api.app import create_app
-        from indexer.embedding.encoders import ModelNotFound, resolve_model_path
-
-        s = settings()
-        try:
-            resolve_model_path(s.embedding_model, s.models_dir)
-        except ModelNotFound as exc:
-            raise fail(str(exc)) from exc
-        from api.web.observability import configure_logging, warn_about_default_secrets
-
-        # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
-        # by ours, which leaves out client addresses, query strings and headers.
-        configure_logging(s.log_level, s.log_format)
-        warn_about_default_secrets(s)
-        application = create_app(s, load_in_background=True)
-        uvicorn.run(
-            application,
-            host=host or s.host,
-            port=port or s.port,
-            log_config=None,
-            access_log=False,
-            log_level=s.log_level.lower(),
-        )
 
     @models_app.command("build")
     def models_build(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,12 +9,11 @@ from fastapi import Depends, Request
 
 from api.settings import Settings
 from api.state import Services
+from api.web.lazy import Lazy
 from kb.replies.channels import channel_limits, parse_channel_limits
 from kb.replies.compose import ReplyPolicy
 from kb.replies.outcomes import LearntThreshold, ThresholdLearner, ThresholdPolicy
 from kb.suggest.service import SuggestPolicy
-
-_lock = threading.Lock()
 
 
 def _split(value: str) -> list[str]:
@@ -77,17 +75,12 @@ def build_reply_kit(services: Services) -> ReplyKit:
     )
 
 
+_reply_kits: Lazy[ReplyKit] = Lazy("reply_kit", build_reply_kit)
+
+
 async def get_reply_kit(request: Request) -> ReplyKit:
     """The app's ReplyKit, made on first use and kept (its learnt threshold lives as long)."""
-    state = request.app.state
-    kit: ReplyKit | None = getattr(state, "reply_kit", None)
-    if kit is None or kit.services is not state.services:
-        with _lock:
-            kit = getattr(state, "reply_kit", None)
-            if kit is None or kit.services is not state.services:
-                kit = build_reply_kit(state.services)
-                state.reply_kit = kit
-    return kit
+    return _reply_kits.of(request)
 
 
 ReplyKitDep = Annotated[ReplyKit, Depends(get_reply_kit)]

@@ -41,9 +41,7 @@ def post_outcome(
         final_text=body.final_text,
         faq_id=body.faq_id,
     )
-    session.commit()
-    if result.phrasing_added:
-        services.index.sync(services.session_factory)
+    services.index.commit_and_sync(session, services.session_factory, reindex=result.phrasing_added)
     if not result.repeated:
         kit.learner.invalidate()
     return OutcomeRead(

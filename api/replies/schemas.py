@@ -1,4 +1,4 @@
-"""Bodies of the batch, outcome and agent-metrics endpoints."""
+"""Bodies of the outcome and agent-metrics endpoints."""
 
 from __future__ import annotations
 
@@ -7,50 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.suggest.schemas import SuggestResponse
-from api.web.schemas import JsonInt, Lang
-from kb.replies.compose import AssistedSuggestion
-from kb.suggest.file_batch import assisted_record
-
-
-def suggest_response(a: AssistedSuggestion) -> SuggestResponse:
-    """The API body of a suggestion with its triage and reply draft."""
-    return SuggestResponse.model_validate(assisted_record(a))
-
-
-class BatchPost(BaseModel):
-    """One post of a batch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str | None = Field(None, max_length=200, description="Echoed in the result.")
-    text: str = Field(description="The customer's post.")
-    lang: Lang | None = None
-    k: JsonInt | None = None
-    channel: str | None = Field(None, max_length=32, description="Overrides the batch's.")
-
-
-class BatchRequest(BaseModel):
-    """Posts to suggest for together (all or nothing)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    posts: list[BatchPost] = Field(
-        min_length=1, description="Up to FAQLOOP_BATCH_MAX posts (more: 413)."
-    )
-    channel: str | None = Field(None, max_length=32, description="x, instagram, email, ...")
-
-
-class BatchItem(SuggestResponse):
-    """One post's suggestion, with the id it was sent with."""
-
-    id: str | None = None
-
-
-class BatchResponse(BaseModel):
-    """The results in the order of the posts."""
-
-    results: list[BatchItem]
+from api.web.schemas import JsonInt
 
 
 class OutcomeBody(BaseModel):

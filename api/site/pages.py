@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from api.site.state import SiteState, SiteStateDep, Visitor, VisitorDep, keep_visitor, page_headers
-from api.site.ui_text import LANGUAGE_NAMES, UI, other_language
 from api.state import Services
 from api.web.deps import ServicesDep, SessionDep
+from api.web.i18n import N_, Translator, languages, translator
 from api.web.markdown import render_markdown
+from api.web.templating import render
 from kb.errors import CsrfRejected, DomainError, InvalidInput, RateLimited
 from kb.models import FaqEntry, ViewSource, utcnow
 from kb.site import articles as site_articles
@@ -25,12 +24,26 @@ from kb.site import views, visitors
 from kb.site import votes as site_votes
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 FRAGMENT_HEADER = "x-requested-with"
 POPULAR_DAYS = 30
 CLOSEST_WHEN_NOT_GOOD = 5
+ERROR_HEADINGS = {
+    400: N_("We could not handle this request"),
+    404: N_("Page not found"),
+    429: N_("Too many requests"),
+}
+ERROR_HEADING = N_("Something went wrong")
 
-__all__ = ["UI", "error_page", "router", "templates"]
+__all__ = ["error_page", "router"]
+
+
+def other_language(language: str) -> str:
+    """The site's other language."""
+    return "en" if language == "ja" else "ja"
+
+
+def _site_language(language: str) -> str:
+    return language if language in languages() else "en"
 
 
 def _page_language(request: Request, lang: str | None) -> str:
@@ -49,28 +62,32 @@ def _render(
     private: bool = False,
     vary_language: bool = False,
 ) -> Response:
-    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response = render(request, name, context, status_code=status)
     if vary_language:
         response.headers["Vary"] = "Accept-Language"
     return page_headers(response, private=private)
 
 
 def _switch(url: str, language: str) -> dict[str, str]:
-    return {"url": url, "lang": language, "label": LANGUAGE_NAMES[language]}
+    # Each language is named in itself: a reader of the other language recognises it.
+    return {"url": url, "lang": language, "label": translator(language).language_name(language)}
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
     """The friendly HTML error page, in the visitor's language."""
     lang = request.query_params.get("lang")
     language = (
-        lang if lang in UI else visitors.negotiate_language(request.headers.get("accept-language"))
+        lang
+        if lang in languages()
+        else visitors.negotiate_language(request.headers.get("accept-language"))
     )
-    ui = UI[language]
-    heading = ui.get(f"err_title_{status}", ui["err_title"])
+    tr = translator(language)
+    heading = tr.gettext(ERROR_HEADINGS.get(status, ERROR_HEADING))
     if status == 404:
-        text, detail = ui["err_404"], message
+        text = tr.gettext("The page you are looking for does not exist or was removed.")
+        detail: str | None = message
     elif status == 400:
-        text, detail = ui["err_input"].replace("{detail}", message), None
+        text, detail = _check_input(tr, message), None
     else:
         text, detail = message, None
     context = {
@@ -79,7 +96,6 @@ def error_page(request: Request, status: int, message: str) -> Response:
         "message": text,
         "detail": detail,
         "lang": language,
-        "ui": ui,
         "switch": _switch(f"/?lang={other_language(language)}", other_language(language)),
     }
     return _render(request, "error.html", context, status=status)
@@ -102,7 +118,6 @@ def home(
     other = other_language(language)
     context = {
         "lang": language,
-        "ui": UI[language],
         "other": other,
         "switch": _switch(f"/?lang={other}", other),
         "categories": site_articles.list_categories(session, language=language, names=names),
@@ -128,7 +143,6 @@ def category(
     other = other_language(language)
     context = {
         "lang": language,
-        "ui": UI[language],
         "key": key,
         "other": other,
         "name": site_articles.category_name(names, key, language),
@@ -152,7 +166,7 @@ def _article_context(
 ) -> dict[str, Any]:
     revision = entry.current_revision
     assert revision is not None  # get_article_or_raise guarantees it
-    language = entry.language if entry.language in UI else "en"
+    language = _site_language(entry.language)
     other = site_articles.translation_of(session, entry)
     other_lang = other_language(language)
     switch_url = f"/faq/{other.slug}" if other else f"/?lang={other_lang}"
@@ -160,12 +174,16 @@ def _article_context(
     nearest = state.related_ids(services.index, entry)
     return {
         "lang": language,
-        "ui": UI[language],
         "entry": entry,
         "revision": revision,
         "answer_html": state.answer_html(revision.id, revision.answer, render_markdown),
         "updated": revision.created_at.astimezone(state.tz).date().isoformat(),
         "other": other,
+        # Offered in the translation's own language, to the reader of that language.
+        "read_in_other": translator(other_lang).gettext(
+            "Read this article in %(language)s",
+            language=translator(other_lang).language_name(other_lang),
+        ),
         "switch": switch,
         "category_name": site_articles.category_name(state.categories(), entry.category, language),
         "related": site_articles.related_entries(session, entry, nearest, limit=5),
@@ -214,12 +232,20 @@ def article(
     return keep_visitor(request, response, visitor)
 
 
-def _vote_notice(ui: dict[str, str], exc: DomainError) -> tuple[int, str]:
+def _check_input(tr: Translator, detail: str) -> str:
+    return tr.gettext("Please check your input: %(detail)s", detail=detail)
+
+
+def _vote_notice(tr: Translator, exc: DomainError) -> tuple[int, str]:
     if isinstance(exc, RateLimited):
-        return 429, ui["err_rate"].replace("{n}", str(exc.retry_after))
+        return 429, tr.gettext(
+            "Too many answers were sent from your browser or network. "
+            "Please wait %(n)s seconds and try again.",
+            n=exc.retry_after,
+        )
     if isinstance(exc, CsrfRejected):
-        return 403, ui["err_csrf"]
-    return 400, ui["err_input"].replace("{detail}", exc.message)
+        return 403, tr.gettext("This page has expired. Please reload it and try again.")
+    return 400, _check_input(tr, exc.message)
 
 
 @router.post("/faq/{slug}/vote", response_class=HTMLResponse)
@@ -253,7 +279,7 @@ def vote(
             session.commit()
     except (RateLimited, CsrfRejected, InvalidInput) as exc:
         session.rollback()
-        status, notice = _vote_notice(UI[entry.language if entry.language in UI else "en"], exc)
+        status, notice = _vote_notice(translator(_site_language(entry.language)), exc)
         context = _article_context(session, services, state, visitor, entry, notice=notice)
         response = _render(
             request,
@@ -291,9 +317,9 @@ def search(
     language = site_search.search_language(query, page_language) if query else page_language
     context: dict[str, Any] = {
         "lang": language,
-        "ui": UI[language],
         "q": query,
         "other": other_language(language),
+        "other_name": translator(language).language_name(other_language(language)),
         "results": [],
         "good": False,
         "search_id": None,

@@ -8,14 +8,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from cachetools import LRUCache
 from fastapi import Depends, Request, Response
 
 from api.settings import Settings
-from api.web import cache, ratelimit
+from api.state import Services
 from api.web.deps import services_of
+from api.web.lazy import Lazy
+from api.web.ratelimit import VoteLimits
 from kb.faqs.content import load_categories
 from kb.indexing import IndexManager
 from kb.models import FaqEntry
@@ -26,6 +29,9 @@ VISITOR_COOKIE = "fql_v"
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 CSRF_HEADER = "X-CSRF-Token"
 RELATED_LIMIT = 5
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Pages hold a per-visitor token and answers with links out: no inline code, no third
 # parties, no framing; links out learn nothing of the search text.
@@ -44,19 +50,19 @@ class SiteState:
     """Per-app state of the site: in-process vote limits and small caches."""
 
     settings: Settings
-    limits: ratelimit.VoteLimits
+    limits: VoteLimits
     tz: ZoneInfo
     view_window: timedelta
-    related: cache.LruCache[tuple[int, int, int, int], list[int]] = field(
-        default_factory=lambda: cache.LruCache(4096)
+    related: LRUCache[tuple[int, int, int, int], list[int]] = field(
+        default_factory=lambda: LRUCache(4096)
     )
     # SQLite allows one writer at a time and makes the others poll with growing sleeps
     # (up to 100 ms each), which dominated the tail latency under concurrent page views.
     # Queueing this process's site writes on a lock instead keeps them short and in order.
     write_lock: threading.Lock | None = None
-    answers: cache.LruCache[int, str] = field(default_factory=lambda: cache.LruCache(2048))
+    answers: LRUCache[int, str] = field(default_factory=lambda: LRUCache(2048))
     _categories: tuple[float, dict[str, dict[str, Any]]] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def categories(self) -> dict[str, dict[str, Any]]:
         """Category names from categories.yaml, re-read when the file changes."""
@@ -80,13 +86,22 @@ class SiteState:
         with self.write_lock:
             yield
 
+    def _remember(
+        self, cache: LRUCache[K, V], key: K, make: Callable[[], V], keep: Callable[[], bool]
+    ) -> V:
+        """`cache[key]`, made (outside the lock) and kept when `keep()` if missing."""
+        with self._cache_lock:
+            value = cache.get(key)
+        if value is None:
+            value = make()
+            if keep():
+                with self._cache_lock:
+                    cache[key] = value
+        return value
+
     def answer_html(self, revision_id: int, markdown: str, render: Callable[[str], str]) -> str:
         """A revision's sanitised HTML; revisions never change, so it is rendered once."""
-        html = self.answers.get(revision_id)
-        if html is None:
-            html = render(markdown)
-            self.answers.put(revision_id, html)
-        return html
+        return self._remember(self.answers, revision_id, lambda: render(markdown), lambda: True)
 
     def related_ids(self, index: IndexManager, entry: FaqEntry) -> list[int]:
         """Nearest articles by the index, cached until the article or the index changes."""
@@ -96,42 +111,33 @@ class SiteState:
             index.generation,
             index.last_change_id,
         )
-        hit = self.related.get(key)
-        if hit is None:
-            hit = site_articles.related_ids(index, entry, limit=RELATED_LIMIT)
-            if index.ready:  # an unready index gives nothing worth remembering
-                self.related.put(key, hit)
-        return hit
+        # An unready index gives nothing worth remembering.
+        return self._remember(
+            self.related,
+            key,
+            lambda: site_articles.related_ids(index, entry, limit=RELATED_LIMIT),
+            lambda: index.ready,
+        )
 
 
-_STATE_LOCK = threading.Lock()
+def build_site_state(services: Services) -> SiteState:
+    """The site state from the app's settings."""
+    settings = services.settings
+    return SiteState(
+        settings=settings,
+        limits=VoteLimits.from_settings(settings),
+        tz=ZoneInfo(settings.stats_timezone),
+        view_window=timedelta(minutes=settings.view_window_minutes),
+        write_lock=threading.Lock() if settings.db_url.startswith("sqlite") else None,
+    )
+
+
+_site_states: Lazy[SiteState] = Lazy("site", build_site_state)
 
 
 def get_site_state(request: Request) -> SiteState:
     """The app's site state, created on first use from the app's settings."""
-    state: SiteState | None = getattr(request.app.state, "site", None)
-    if state is not None:
-        return state
-    with _STATE_LOCK:
-        state = getattr(request.app.state, "site", None)
-        if state is None:
-            settings = services_of(request).settings
-            state = SiteState(
-                settings=settings,
-                limits=ratelimit.VoteLimits(
-                    per_visitor=ratelimit.SlidingWindowLimiter(
-                        settings.vote_rate_limit, settings.vote_rate_window
-                    ),
-                    per_ip=ratelimit.SlidingWindowLimiter(
-                        settings.vote_rate_limit_ip, settings.vote_rate_window
-                    ),
-                ),
-                tz=ZoneInfo(settings.stats_timezone),
-                view_window=timedelta(minutes=settings.view_window_minutes),
-                write_lock=threading.Lock() if settings.db_url.startswith("sqlite") else None,
-            )
-            request.app.state.site = state
-    return state
+    return _site_states.of(request)
 
 
 SiteStateDep = Annotated[SiteState, Depends(get_site_state)]

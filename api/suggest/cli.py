@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.context import (
+from api.commands import (
     domain_errors,
     fail,
     load_services,
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from kb.db import session_scope
         from kb.errors import IndexNotReady
         from kb.replies.compose import suggest_with_reply
-        from kb.suggest.file_batch import (
+        from kb.replies.file_batch import (
             PostRow,
             ResultWriter,
             assisted_record,
@@ -236,10 +236,11 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(help="Weight of off-topic posts (vs answerable posts).")
         ] = 0.5,
         features: Annotated[
-            str, typer.Option(help="Comma-separated features (see indexer/confidence.py).")
+            str,
+            typer.Option(help="Comma-separated features (see indexer/retrieval/confidence.py)."),
         ] = ",".join(DEFAULT_FEATURES_CLI),
     ) -> None:
-        """Fit the confidence model and its abstention threshold (see README, "Confidence").
+        """Fit the confidence model and its abstention threshold (see docs/retrieval.md).
 
         Positives: the data sets' queries. Negatives: the same queries with their answers left
         out (content gaps) and off-topic posts against the content folder; every other

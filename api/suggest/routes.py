@@ -5,13 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.replies.deps import ReplyKitDep
-from api.replies.schemas import BatchItem, BatchRequest, BatchResponse, suggest_response
-from api.suggest.schemas import SuggestRequest, SuggestResponse
+from api.suggest.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    SuggestRequest,
+    SuggestResponse,
+    suggest_response,
+)
 from api.web.deps import AgentKey, BearerToken, ServicesDep, SessionDep, authenticate_request
 from api.web.schemas import ErrorBody
 from kb.models import Role
 from kb.replies.compose import suggest_with_reply
-from kb.suggest.file_batch import suggest_batch
+from kb.replies.file_batch import suggest_batch
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
 
@@ -31,7 +37,7 @@ def post_suggest(
     """Rank the FAQs for one post; `abstained` when nothing fits well enough.
 
     Also advises whether to reply (`triage`) and drafts the reply for the post's `channel`
-    (`reply`; see README, "Agent reply drafts").
+    (`reply`; see docs/replies.md).
     """
     # The key is checked here, in the handler's thread, not by a dependency of its own: a
     # plain `def` dependency is one more trip through the thread pool for every request.
@@ -50,7 +56,7 @@ def post_suggest(
     )
     session.commit()
     # Already validated into SuggestResponse: sent as is, without FastAPI validating it a
-    # second time in another thread-pool hop (the hot path; see README "Scale and speed").
+    # second time in another thread-pool hop (the hot path; see docs/scale.md).
     return Response(
         suggest_response(out).model_dump_json(by_alias=True), media_type="application/json"
     )

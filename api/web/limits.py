@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+
+from api.web.ratelimit import RateLimiter
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,47 +125,6 @@ class BodySizeLimitMiddleware:
 # ------------------------------------------------------------------------ rate per key
 
 
-class KeyRateLimiter:
-    """A token bucket per key: `limit` requests per `window` seconds, bursts up to `limit`.
-
-    In process and thread-safe; memory stays bounded (past `max_keys` the least recently
-    seen keys are forgotten, which only ever lets a forgotten key start again full).
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.capacity = float(limit)
-        self.rate = limit / window  # tokens per second
-        self.max_keys = max_keys
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: str, cost: int = 1) -> float:
-        """Spend `cost` tokens of `key`; 0 when allowed, else seconds until it would be."""
-        cost_f = min(float(max(cost, 1)), self.capacity)
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= cost_f:
-                self._buckets[key] = (tokens - cost_f, now)
-                wait = 0.0
-            else:
-                self._buckets[key] = (tokens, now)
-                wait = (cost_f - tokens) / self.rate
-            self._buckets.move_to_end(key)
-            while len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        return wait
-
-
 def _bearer_token(scope: Scope) -> str | None:
     value = _header(scope, b"authorization") or ""
     scheme, _, token = value.partition(" ")
@@ -213,7 +170,7 @@ class SuggestRateLimitMiddleware:
     no secret is kept in memory. Requests without a key pass through to get their 401.
     """
 
-    def __init__(self, app: ASGIApp, *, limiter: KeyRateLimiter) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter) -> None:
         self.app = app
         self.limiter = limiter
 
@@ -235,9 +192,8 @@ class SuggestRateLimitMiddleware:
             # A batch costs one token per post, so batching is no way around the limit.
             body, receive = await _read_body(receive)
             cost = _batch_size(body)
-        wait = self.limiter.take(key, cost)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
+        seconds = self.limiter.hit(key, cost)
+        if seconds:
             await send_json(
                 send,
                 429,

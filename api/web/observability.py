@@ -24,13 +24,13 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.settings import Settings
@@ -377,16 +377,16 @@ def install(app: FastAPI, settings: Settings) -> Metrics:
     """
     from api.web.limits import (
         BodySizeLimitMiddleware,
-        KeyRateLimiter,
         SuggestRateLimitMiddleware,
         TimeoutMiddleware,
         document_limits,
     )
+    from api.web.ratelimit import RateLimiter
 
     metrics = Metrics(lambda: getattr(app.state, "services", None))
     app.state.metrics = metrics
     if settings.suggest_rate_limit > 0:
-        limiter = KeyRateLimiter(settings.suggest_rate_limit, settings.suggest_rate_window)
+        limiter = RateLimiter("suggest", settings.suggest_rate_limit, settings.suggest_rate_window)
         app.add_middleware(SuggestRateLimitMiddleware, limiter=limiter)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
@@ -402,18 +402,6 @@ def install(app: FastAPI, settings: Settings) -> Metrics:
     def prometheus_metrics() -> Response:
         """Request counts and latencies by route and status, index generation, batch sizes."""
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
-
-    @app.exception_handler(OverflowError)
-    @app.exception_handler(DataError)
-    async def out_of_range(request: Request, exc: Exception) -> Response:
-        # A number beyond the database's integer range, or text it cannot store (NUL on
-        # PostgreSQL): the request is at fault, not the server.
-        message = "a number or a text in the request is outside what the database can store"
-        if request.url.path.startswith("/v1"):
-            return JSONResponse({"error": "invalid_input", "detail": message}, status_code=400)
-        from api.site import pages as site
-
-        return site.error_page(request, 400, message)
 
     document_limits(app)
     return metrics

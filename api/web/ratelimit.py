@@ -1,73 +1,74 @@
-"""Sliding-window rate limits (in process) and the vote limits built from them."""
+"""Rate limits per key (suggest requests per API key, votes per visitor and per address).
+
+Built on the `limits` library: a moving window whose counts live in a `limits` storage,
+in process (`MemoryStorage`) unless a shared one is passed in.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
+
+from api.settings import Settings
 from kb.errors import RateLimited
 
-# -- rate limits -------------------------------------------------------------------------
 
+class RateLimiter:
+    """At most `limit` hits per key in any `window` seconds (thread-safe).
 
-class SlidingWindowLimiter:
-    """At most `limit` events per key in any `window` seconds (in process, thread-safe).
-
-    Memory stays bounded: keys idle for a whole window are dropped, and past `max_keys`
-    the least recently used keys go first.
+    The window counts whole seconds (a fraction is rounded up). `name` keeps the keys of
+    different limits apart when they share a storage.
     """
 
     def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        self, name: str, limit: int, window: float, *, storage: Storage | None = None
     ) -> None:
         self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._clock = clock
-        self._events: OrderedDict[Hashable, deque[float]] = OrderedDict()
+        self.window = max(1, math.ceil(window))
+        self._item = RateLimitItemPerSecond(limit, self.window, namespace=f"faqloop-{name}")
+        self._strategy = MovingWindowRateLimiter(
+            storage if storage is not None else MemoryStorage()
+        )
         self._lock = threading.Lock()
 
-    def hit(self, key: Hashable) -> float:
-        """Record an event for `key`; 0 when allowed, else seconds until one is allowed."""
-        now = self._clock()
-        with self._lock:
-            events = self._events.get(key)
-            if events is None:
-                events = self._events[key] = deque()
-            self._events.move_to_end(key)
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                return max(0.001, events[0] + self.window - now)
-            events.append(now)
-            self._prune_locked(now)
-            return 0.0
+    def hit(self, key: str, cost: int = 1) -> int:
+        """Count `cost` hits for `key`: 0 when allowed, else the seconds to wait (>= 1).
 
-    def _prune_locked(self, now: float) -> None:
-        while len(self._events) > self.max_keys:
-            self._events.popitem(last=False)
-        # Drop idle keys from the cold end; stops at the first key still in use.
-        while self._events:
-            _key, events = next(iter(self._events.items()))
-            if events and events[-1] > now - self.window:
-                break
-            self._events.popitem(last=False)
+        A refused hit counts nothing. A cost above the limit counts as the limit. The wait
+        is until the oldest hit leaves the window; a cost above 1 may have to wait again.
+        """
+        cost = min(max(cost, 1), self.limit)
+        with self._lock:
+            if self._strategy.hit(self._item, key, cost=cost):
+                return 0
+            reset = self._strategy.get_window_stats(self._item, key).reset_time
+        return max(1, math.ceil(reset - time.time()))
 
 
 @dataclass
 class VoteLimits:
     """Per-visitor and per-address limits on votes."""
 
-    per_visitor: SlidingWindowLimiter
-    per_ip: SlidingWindowLimiter
+    per_visitor: RateLimiter
+    per_ip: RateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, storage: Storage | None = None) -> VoteLimits:
+        """The FAQLOOP_VOTE_RATE_* limits, counted in `storage` (in process by default)."""
+        storage = storage if storage is not None else MemoryStorage()
+        window = settings.vote_rate_window
+        return cls(
+            per_visitor=RateLimiter(
+                "votes-visitor", settings.vote_rate_limit, window, storage=storage
+            ),
+            per_ip=RateLimiter("votes-ip", settings.vote_rate_limit_ip, window, storage=storage),
+        )
 
     def check(self, *, visitor: str | None, ip: str | None) -> None:
         """Count one attempt; RateLimited (with seconds to wait) when over either limit."""
@@ -76,9 +77,8 @@ class VoteLimits:
             waits.append(self.per_visitor.hit(visitor))
         if ip:
             waits.append(self.per_ip.hit(ip))
-        wait = max(waits, default=0.0)
-        if wait > 0:
-            seconds = max(1, int(wait + 0.999))
+        seconds = max(waits, default=0)
+        if seconds > 0:
             raise RateLimited(
                 f"too many votes from your browser or network; your vote was not recorded. "
                 f"Please wait {seconds} seconds and try again",

@@ -8,12 +8,13 @@ import os
 import threading
 import time
 import warnings
-from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 
 from indexer.embedding.telemetry import observe_batch_size
 
@@ -41,9 +42,8 @@ class _MemoryTrimmer:
 
     Every batch of posts has its own shape (posts x tokens), so its activations are
     allocated and freed in sizes that rarely repeat; glibc keeps the freed pieces in its
-    heaps, and a serving process grew ~300 MB over 9,000 requests after warm-up
-    (benchmarks/load_test.py). `malloc_trim(0)` hands them back: measured on 600 batches
-    of random shapes, resident memory stayed within 11 MB of its start, for 16 ms per trim.
+    heaps, and a serving process grows. `malloc_trim(0)` hands them back (measured in
+    docs/scale.md, "Load test").
     A daemon thread does it every 2 s, only after a period that saw model calls, so no
     request waits for it. A no-op where the C library has no malloc_trim (not glibc).
     """
@@ -181,8 +181,8 @@ class SentenceTransformerEmbedder:
         Why: a traced forward runs in C++ and releases the GIL for all of it, where the
         eager model takes the GIL back between its ~200 operations. In a server whose other
         threads run Python (HTTP, database, drafting replies) the eager model then waits for
-        the GIL at every step: measured here with three busy Python threads, 2 posts/s eager
-        against 79 traced (batches of 16). It also saves ~2 ms of Python per single post.
+        the GIL at every step, and it spends more Python per post (figures in docs/scale.md,
+        "The model as one trace").
         The trace is checked against the eager model on texts of several lengths and batch
         sizes; any difference above _TRACE_TOLERANCE, or any failure, keeps the eager model.
         """
@@ -282,6 +282,35 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self._passage_prompt)
 
 
+class VectorCache:
+    """Vectors of texts, memoised in a least-recently-used cache of `max_items` texts.
+
+    Thread-safe. `encode` embeds only the texts it has not seen, in one call, and returns
+    one row per text, cached or not.
+    """
+
+    def __init__(self, dim: int, *, max_items: int) -> None:
+        self.dim = dim
+        self._cache: LRUCache[str, Vectors] = LRUCache(maxsize=max_items)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], embed: Callable[[list[str]], Vectors]) -> Vectors:
+        """One row per text: cached vectors, and `embed(missing)` for the texts not cached."""
+        unique = list(dict.fromkeys(texts))
+        with self._lock:
+            found = {t: v for t in unique if (v := self._cache.get(t)) is not None}
+        missing = [t for t in unique if t not in found]
+        if missing:
+            fresh = embed(missing)
+            with self._lock:
+                for text, vec in zip(missing, fresh, strict=True):
+                    self._cache[text] = found[text] = vec
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = found[text]
+        return out
+
+
 class CachedEmbedder:
     """Memoises passage vectors, so a reindex only embeds texts it has not seen.
 
@@ -292,31 +321,13 @@ class CachedEmbedder:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
-        self._max = max_items
-        self._cache: OrderedDict[str, Vectors] = OrderedDict()
-        self._lock = threading.Lock()
+        self._passages = VectorCache(inner.dim, max_items=max_items)
 
     def encode_queries(self, texts: list[str]) -> Vectors:
         return self.inner.encode_queries(texts)
 
     def encode_passages(self, texts: list[str]) -> Vectors:
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            vecs = self.inner.encode_passages(missing)
-            with self._lock:
-                for text, vec in zip(missing, vecs, strict=True):
-                    self._cache[text] = vec
-                while len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            out = np.zeros((len(texts), self.dim), dtype=np.float32)
-            for i, text in enumerate(texts):
-                vec = self._cache.get(text)
-                if vec is None:  # evicted between the two steps: encode it alone
-                    vec = self.inner.encode_passages([text])[0]
-                out[i] = vec
-        return out
+        return self._passages.encode(texts, self.inner.encode_passages)
 
 
 def torch_threads() -> int:

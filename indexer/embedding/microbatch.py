@@ -22,19 +22,15 @@ threads of its own):
   window for company.
 - Threads: with `set_threads`, a leader gives its model call all `threads` intra-op
   threads when it runs alone at low load (the lowest latency for one post), and
-  `threads // lanes` while the lanes share the cores under load. On a 2-core machine two
-  lanes of one thread each encoded 106 posts/s in batches of 16, one lane of two threads
-  86-95 (benchmarks/ceiling.py): two threads of one call wait for each other at every
-  operation, and any other work on either core (HTTP, database, reply drafting) stalls
-  both; two single-threaded calls never wait for each other.
+  `threads // lanes` while the lanes share the cores under load: two threads of one call
+  wait for each other at every operation, and any other work on either core (HTTP,
+  database, reply drafting) stalls both; two single-threaded calls never wait for each
+  other (measured in docs/scale.md, "Suggest under load").
 - Model threads: a leader chooses its batch on its own thread and hands the model call to
   one of `lanes` long-lived model threads, then waits for it. The model's native state
   (glibc allocator arenas, OpenMP/MKL per-thread buffers) then lives in `lanes` threads,
-  not in every server worker that ever led a call. In the 10,000-request load test
-  (benchmarks/load_test.py, 2 replicas) the leaders' own threads (up to 40 per replica)
-  held malloc in-use memory growing 437 -> 597 MB and private memory swinging +/-50 MB
-  around ~950 MB; with model threads in-use stayed at ~477 MB and private memory at
-  ~800 MB +/-20 MB, for one thread hand-off (0.19 ms median) per model call.
+  not in every server worker that ever led a call, which keeps a server's memory flat
+  (docs/scale.md, "Model threads" and the load test).
 - If a batched call fails, each request of the batch is encoded again on its own, so an
   error reaches only the caller whose texts caused it and the others get their vectors.
 - `close()` refuses new calls, lets queued ones finish and returns when the model is idle.

@@ -13,7 +13,7 @@ class LexicalIndex:
     """BM25 (k1 = 1.2, b = 0.75) over documents given as term lists.
 
     bm25s builds a static sparse matrix; documents are kept as token lists so any change
-    rebuilds the matrix, which takes about 0.2 s for 10k documents (MODELS.md).
+    rebuilds the matrix (cheap at FAQ sizes; docs/scale.md).
     """
 
     def __init__(self, *, k1: float = 1.2, b: float = 0.75) -> None:
@@ -88,8 +88,8 @@ class LexicalIndex:
             return dict.fromkeys(doc_ids, 0.0)
         # The BM25 matrix already lists, per term, the rows of the documents that hold it
         # (bm25s keeps it column-compressed: `indptr` over terms, `indices` the rows): add
-        # each query term's weight to those rows. Ten times faster than intersecting the
-        # query's terms with each document's (~80 documents per search).
+        # each query term's weight to those rows, rather than intersecting the query's terms
+        # with each document's (docs/scale.md, "Little Python around the model").
         matrix = self._bm25.scores
         indptr, rows = matrix["indptr"], matrix["indices"]
         vocab = self._bm25.vocab_dict

@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 import Stemmer
 
-_JA = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005]")
+from indexer.lexical.scripts import JAPANESE, JAPANESE_CHAR
+
+_JA = JAPANESE_CHAR
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 
 # A short English stop list: function words that BM25's IDF would only partly discount and
@@ -57,8 +59,8 @@ class Tokenizer:
     """Turns text into index terms; thread-safe (one Sudachi instance per thread).
 
     `ja_mode` picks Sudachi's split mode (A short units, C long units) or plain character
-    bigrams; `stem` turns the English stemmer off. The defaults won the comparison in the
-    README ("Japanese and English analysers").
+    bigrams; `stem` turns the English stemmer off. The defaults won the comparison in
+    docs/retrieval.md ("Japanese and English analysers").
     """
 
     def __init__(self, *, ja_mode: JaMode = "B", stem: bool = True) -> None:
@@ -122,9 +124,7 @@ class Tokenizer:
 
     def _bigrams(self, text: str) -> list[str]:
         terms: list[str] = []
-        for run in re.findall(
-            r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005ー]+|[a-z0-9]+", text
-        ):
+        for run in re.findall(f"[{JAPANESE}]+|[a-z0-9]+", text):
             if not _JA.search(run):
                 terms.extend(self._english(run))
             elif len(run) == 1:

@@ -18,7 +18,8 @@ FEATURES = (
     "coverage",
     "japanese",
 )
-# The subset the shipped calibration uses: the others added nothing on held-out data (README).
+# The subset the shipped calibration uses: the others added nothing on held-out data
+# (docs/retrieval.md, "Confidence and abstention").
 DEFAULT_FEATURES = ("dense_top", "dense_margin", "coverage", "japanese")
 
 
@@ -48,7 +49,7 @@ def features(result: SearchResult) -> dict[str, float]:
         if math.isnan(result.dense_background)
         else max(0.0, top_dense - result.dense_background),
         # The model's cosines run higher between Japanese texts than between English ones,
-        # so the same cosine means less: a per-language offset (README, "Confidence").
+        # so the same cosine means less: a per-language offset (docs/retrieval.md).
         "japanese": 1.0 if result.language == "ja" else 0.0,
     }
 
@@ -61,7 +62,7 @@ class ConfidenceModel:
     weights: dict[str, float] = field(default_factory=dict)
     bias: float = 0.0
     # Default abstention threshold: the lowest confidence at which suggestions were still
-    # right often enough on the calibration data (see README).
+    # right often enough on the calibration data (see docs/retrieval.md).
     threshold: float = 0.5
     # Where the weights came from (data set, size), so a reader can judge them.
     fitted_on: str = ""

@@ -36,7 +36,7 @@ class EntryDocs:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """How the two rankings are combined (chosen by measurement, see README).
+    """How the two rankings are combined (chosen by measurement, see docs/retrieval.md).
 
     "rrf": weighted reciprocal-rank fusion. "linear": the dense cosine, plus
     `lexical_weight` times the BM25 score relative to the query's best BM25 score, plus
@@ -47,15 +47,15 @@ class FusionConfig:
     method: Literal["rrf", "linear"] = "linear"
     rrf_k: float = 60.0
     dense_weight: float = 1.0
-    # Measured on StackFAQ and JSTS (README): lexical evidence as a tie-breaker between
-    # close cosines helps; a larger weight lets word overlap override meaning.
+    # Lexical evidence as a tie-breaker between close cosines helps; a larger weight lets
+    # word overlap override meaning (docs/retrieval.md).
     lexical_weight: float = 0.02
     coverage_weight: float = 0.02
     # Per-language (lexical_weight, coverage_weight) overriding the two above. Japanese
     # paraphrases share fewer surface words (kana/kanji spellings, synonyms Sudachi does
-    # not normalise), so BM25 relative to the best match misleads more often: measured,
-    # a small BM25 weight plus IDF coverage keeps the gain on customer posts (seed set)
-    # without losing to dense on JSTS (README, "Fusion").
+    # not normalise), so BM25 relative to the best match misleads more often: a small BM25
+    # weight plus IDF coverage keeps the gain on customer posts without losing to dense on
+    # JSTS (docs/retrieval.md).
     language_weights: tuple[tuple[str, float, float], ...] = (("ja", 0.005, 0.015),)
     # How many entries of each ranking enter the fusion.
     depth: int = 50

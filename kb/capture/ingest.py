@@ -4,8 +4,7 @@ cluster into FAQ drafts. Callers commit.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from indexer.embedding.encoders import Embedder, Vectors
+from indexer.embedding.encoders import Embedder, VectorCache, Vectors
 from indexer.retrieval.confidence import ConfidenceModel
 from kb.capture.thread_input import PostIn, ThreadIn
 from kb.errors import InvalidInput, NotFound
@@ -36,7 +35,7 @@ from kb.text import cleaning
 from kb.text.language import detect_language
 from kb.text.personal_data import mask_personal_data
 
-# Measured on StackFAQ (README, "Knowledge capture"): average linkage of multilingual-e5-small
+# Chosen on StackFAQ (docs/capture.md, "Drafts"): average linkage of multilingual-e5-small
 # query vectors; 0.905 gave the best adjusted Rand index, and purity near 0.9.
 DEFAULT_JOIN_SIMILARITY = 0.905
 # Open and rejected drafts take new threads; published and merged ones route them to their
@@ -54,35 +53,16 @@ class QuestionVectors:
 
     def __init__(self, embedder: Embedder, *, max_items: int = 50_000) -> None:
         self.embedder = embedder
-        self._max = max_items
-        self._cache: OrderedDict[str, Vectors] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = VectorCache(embedder.dim, max_items=max_items)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """L2-normalised query vectors, one row per text."""
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        fresh = self.embedder.encode_queries(missing) if missing else None
-        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        with self._lock:
-            if fresh is not None:
-                for text, vec in zip(missing, fresh, strict=True):
-                    self._cache[text] = vec
-            local = dict(zip(missing, fresh, strict=True)) if fresh is not None else {}
-            for i, text in enumerate(texts):
-                vec = local.get(text)
-                if vec is None:
-                    vec = self._cache[text]
-                    self._cache.move_to_end(text)
-                out[i] = vec
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-        return out
+        return self._cache.encode(texts, self.embedder.encode_queries)
 
 
 @dataclass(frozen=True)
 class CapturePolicy:
-    """Thresholds of the capture (the CLI can override them; see README)."""
+    """Thresholds of the capture (the CLI can override them; see docs/capture.md)."""
 
     # Calibrated confidence needed to call a thread covered by the FAQ retrieval finds.
     cover_threshold: float = 0.5
@@ -310,7 +290,7 @@ def _replace_posts(thread: Thread, posts: Sequence[PostIn], secret: str) -> None
     # same (thread, position) has to be ordered within one flush.
     existing = {p.position: p for p in thread.posts}
     for position, post in enumerate(posts):
-        # Stored posts keep personal data masked (kb.personal_data); links stay.
+        # Stored posts keep personal data masked (kb.text.personal_data); links stay.
         raw = mask_personal_data(post.text)
         clean = cleaning.clean_post_text(raw, post.role.value)
         values = {
@@ -554,33 +534,25 @@ def _live_entry(session: Session, entry_id: int | None) -> FaqEntry | None:
 def average_linkage(vectors: np.ndarray, threshold: float) -> list[list[int]]:
     """Group rows whose average pairwise cosine similarity stays ≥ threshold (UPGMA).
 
-    Deterministic: of equally similar pairs the first in row order merges first. Groups are
-    returned in order of their first row.
+    Rows are L2-normalised, so a dot product is their cosine similarity. Groups come in
+    order of their first row, each in row order.
     """
     n = len(vectors)
-    if n == 0:
-        return []
-    sim = vectors @ vectors.T
-    np.fill_diagonal(sim, -np.inf)
-    sizes = np.ones(n)
-    members: list[list[int]] = [[i] for i in range(n)]
-    while n > 1:
-        flat = int(np.argmax(sim))
-        i, j = divmod(flat, n)
-        if sim[i, j] < threshold:
-            break
-        i, j = min(i, j), max(i, j)
-        # Lance-Williams update: the average similarity to the union of i and j.
-        merged = (sizes[i] * sim[i] + sizes[j] * sim[j]) / (sizes[i] + sizes[j])
-        sim[i, :] = merged
-        sim[:, i] = merged
-        sim[i, i] = -np.inf
-        sim[j, :] = -np.inf
-        sim[:, j] = -np.inf
-        sizes[i] += sizes[j]
-        members[i].extend(members[j])
-        members[j] = []
-    return sorted((sorted(m) for m in members if m), key=lambda m: m[0])
+    if n < 2:
+        return [[i] for i in range(n)]
+    from scipy.cluster import hierarchy  # slow to import, and only clustering needs it
+
+    upper = np.triu_indices(n, 1)  # the pairs in the order of a condensed distance matrix
+    distances = 1.0 - (vectors @ vectors.T)[upper]
+    # Rounding can put a similarity above 1, and SciPy wants no negative distance: shift
+    # the distances and the cut alike (average linkage moves with a shift).
+    shift = max(0.0, -float(distances.min()))
+    tree = hierarchy.linkage(distances + shift, method="average")
+    labels = hierarchy.fcluster(tree, t=1.0 - threshold + shift, criterion="distance")
+    groups: dict[int, list[int]] = {}
+    for row, label in enumerate(labels.tolist()):
+        groups.setdefault(label, []).append(row)
+    return list(groups.values())  # a group first seen at its first row
 
 
 # --------------------------------------------------------------------------------------

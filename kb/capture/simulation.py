@@ -1,4 +1,4 @@
-"""The capture loop measured on StackFAQ (README, "Knowledge capture").
+"""The capture loop measured on StackFAQ (docs/capture.md).
 
 StackFAQ has 125 topics, each with a question, 1–24 answers and ten user paraphrases in two
 blocks of five. The simulation:
@@ -7,7 +7,7 @@ blocks of five. The simulation:
    `faqloop eval`; the other topics are content gaps.
 2. Block-0 paraphrases become resolved threads: the paraphrase is the customer's post, one
    of the topic's answers the agent's reply; resolved times are spread over four weeks.
-   They are ingested through `kb.capture.ingest_threads` on a real database and index:
+   They are ingested through `kb.capture.ingest.ingest_threads` on a real database and index:
    covered threads add phrasings, the rest are clustered into drafts.
 3. Block-1 paraphrases are held-out queries, evaluated (MRR@10, recall) before the capture,
    after its phrasings were learnt, and after an editor published every open draft as is.
@@ -127,7 +127,7 @@ def purity(labels: Sequence[Hashable], truth: Sequence[Hashable]) -> float:
 
 @dataclass
 class SimResult:
-    """Every figure the README reports."""
+    """Every figure docs/capture.md reports."""
 
     figures: dict[str, Any]
 
@@ -294,7 +294,7 @@ def _run(
     started = time.perf_counter()
     with session_scope(factory) as session:
         report = ingest_threads(session, capture, threads)
-    index.sync(factory)
+        index.commit_and_sync(session, factory)
     ingest_seconds = time.perf_counter() - started
     retrieval["after_phrasings"] = _evaluate(index, held_out, qvecs, relevant, published)
 
@@ -375,7 +375,7 @@ def _run(
                 author="capture-sim",
             )
             relevant.setdefault(majority[draft.id], set()).add(result.entry.id)
-    index.sync(factory)
+        index.commit_and_sync(session, factory)
     retrieval["after_publishing"] = _evaluate(index, held_out, qvecs, relevant, published)
     figures["retrieval"] = retrieval
     figures["ingest_seconds"] = round(ingest_seconds, 1)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from kb.capture.thread_input import ThreadIn, parse_time, thread_from_dict
 from kb.errors import InvalidInput
-
-Format = Literal["auto", "jsonl", "csv"]
-MAX_FILE_BYTES = 200 * 1024 * 1024
+from kb.text import tabular
+from kb.text.tabular import Format, Record, RowError
 
 
 @dataclass(frozen=True)
@@ -28,14 +26,6 @@ class ThreadRow:
 
     lines: tuple[int, ...]
     thread: ThreadIn
-
-
-@dataclass(frozen=True)
-class RowError:
-    """A line that was not imported, and why."""
-
-    line: int
-    message: str
 
 
 Item = ThreadRow | RowError
@@ -87,79 +77,26 @@ _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 
 
-def decode(data: bytes, name: str) -> str:
-    """Text of a file: UTF-8 (with or without BOM), else Shift_JIS as Japanese Excel saves."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp932")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{name}: not UTF-8 or Shift_JIS text (byte {exc.start})") from exc
-
-
-def detect_format(path: Path, text: str) -> Literal["jsonl", "csv"]:
-    """By extension, else by the first character ({ means JSONL)."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix in (".csv", ".tsv", ".txt"):
-        return "csv"
-    return "jsonl" if text.lstrip().startswith("{") else "csv"
-
-
 def read_threads(
     path: Path, fmt: Format = "auto", *, default_channel: str | None = None
 ) -> list[Item]:
     """Every thread and every rejected line of a file; InvalidInput if the file is unusable."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InvalidInput(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a directory, not a file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from exc
-    text = decode(data, str(path))
-    kind = detect_format(path, text) if fmt == "auto" else fmt
-    if kind == "jsonl":
-        return list(read_jsonl(text))
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else None
-    return list(read_csv(text, default_channel=default_channel, delimiter=delimiter))
+    file = tabular.load(path, fmt)
+    if file.kind == "jsonl":
+        return list(read_jsonl(file.text))
+    return list(read_csv(file.text, default_channel=default_channel, delimiter=file.delimiter))
 
 
 def read_jsonl(text: str) -> Iterator[Item]:
     """One thread per non-empty line."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for item in tabular.json_lines(text.splitlines()):
+        if not isinstance(item, Record):
+            yield item.row_error()
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RowError(number, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        try:
-            yield ThreadRow((number,), thread_from_dict(data))
+            yield ThreadRow((item.line,), thread_from_dict(item.value))
         except InvalidInput as exc:
-            yield RowError(number, exc.message)
-
-
-def _fold(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
-def _columns(header: list[str]) -> dict[str, int]:
-    folded = [_fold(h) for h in header]
-    found: dict[str, int] = {}
-    for field_name, aliases in COLUMNS.items():
-        for alias in aliases:
-            if alias in folded:
-                found[field_name] = folded.index(alias)
-                break
-    return found
+            yield RowError(item.line, exc.message)
 
 
 def _role(value: str, is_agent: str | None) -> str:
@@ -199,14 +136,14 @@ def read_csv(
             delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;").delimiter
         except csv.Error:
             delimiter = ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader)
-    except StopIteration as exc:
-        raise InvalidInput("the CSV file is empty") from exc
+        rows = tabular.CsvRows(io.StringIO(text, newline=""), delimiter)
     except csv.Error as exc:
         raise InvalidInput(f"line 1: malformed CSV header ({exc})") from exc
-    cols = _columns(header)
+    header = rows.header
+    if header is None:
+        raise InvalidInput("the CSV file is empty")
+    cols = tabular.find_columns(header, COLUMNS)
     missing = [
         name
         for name, ok in (
@@ -225,17 +162,11 @@ def read_csv(
     threads: dict[str, dict[str, Any]] = {}
     errors: list[RowError] = []
     order = 0
-    while True:
-        line = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append(RowError(line, f"malformed CSV ({exc})"))
+    for record in rows:
+        if not isinstance(record, Record):
+            errors.append(record.row_error())
             continue
-        if not any(cell.strip() for cell in row):
-            continue
+        line, row = record.line, record.value
         order += 1
         try:
             key, thread_fields, post_row = _parse_row(row, cols, line, order, default_channel)

@@ -116,8 +116,7 @@ class ArticleHead(NamedTuple):
 
 
 # Built once: SQLAlchemy caches a statement's compiled form by its structure, and building
-# and keying the statement on every request cost more than running it (measured on SQLite:
-# 144 us per lookup of five articles, against 355 us through ORM entities).
+# and keying the statement on every request cost more than running it (docs/scale.md).
 _PUBLISHED_HEADS = (
     select(
         FaqEntry.id,

@@ -1,7 +1,7 @@
 """Merging two published articles into one. Callers commit.
 
 The merged article's slug keeps working: the site and the public API answer it with a
-301 to the surviving article (kb.site.get_article_or_raise follows `merged_into_id`). Its
+301 to the surviving article (kb.site.articles.get_article_or_raise follows `merged_into_id`). Its
 views, votes and imported history are filed under the surviving entry while keeping the
 revision they belong to, so the surviving article's lifetime numbers include them and its
 health page shows them as revisions "merged from" the old article, without mixing them into

@@ -22,7 +22,7 @@ MAX_TEXTS_PER_ENTRY = 30
 # Nearest articles (by centroid) scored exactly for each article.
 DUPLICATE_CANDIDATES = 10
 # Weights of the duplicate score; chosen on StackFAQ pairs and the seed content
-# (benchmarks/duplicate_detection.py, README "Content health").
+# (benchmarks/duplicate_detection.py, docs/health.md).
 DUPLICATE_DENSE_WEIGHT = 0.8
 DUPLICATE_LEXICAL_WEIGHT = 0.2
 MAX_GAP_TEXTS = 2000
@@ -33,13 +33,13 @@ GAP_EXAMPLES = 8
 
 
 class Encoder(Protocol):
-    """Turns texts into L2-normalised vectors (kb.capture.QuestionVectors does)."""
+    """Turns texts into L2-normalised vectors (kb.capture.ingest.QuestionVectors does)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class Tokenize(Protocol):
-    """Turns text into index terms (indexer.tokenizer.Tokenizer does)."""
+    """Turns text into index terms (indexer.lexical.tokenizer.Tokenizer does)."""
 
     def tokenize(self, text: str) -> list[str]: ...
 

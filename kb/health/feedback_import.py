@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kb.capture.thread_files import MAX_FILE_BYTES, RowError, decode, detect_format
 from kb.errors import InvalidInput
 from kb.models import DailyFeedback, EntryStatus, FaqEntry
+from kb.text import tabular
+from kb.text.tabular import Format, Record, RowError
 
-Format = Literal["auto", "csv", "jsonl"]
 MAX_COUNT = 10_000_000  # per article and day; more is a broken export, not traffic
 MAX_MERGE_HOPS = 5
 # Column spellings other help centers export, folded (lowercase, _ for space and -).
@@ -120,25 +119,16 @@ def row_from_mapping(data: Mapping[str, Any], line: int, *, today: date) -> Feed
 
 def read_jsonl(text: str, *, today: date) -> Iterator[Item]:
     """One object per non-empty line."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RowError(number, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(data, dict):
-            yield RowError(number, "each line must be a JSON object")
-            continue
-        try:
-            yield row_from_mapping(data, number, today=today)
-        except InvalidInput as exc:
-            yield RowError(number, exc.message)
-
-
-def _fold(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
+    for item in tabular.json_lines(text.splitlines()):
+        if not isinstance(item, Record):
+            yield item.row_error()
+        elif not isinstance(item.value, dict):
+            yield RowError(item.line, "each line must be a JSON object")
+        else:
+            try:
+                yield row_from_mapping(item.value, item.line, today=today)
+            except InvalidInput as exc:
+                yield RowError(item.line, exc.message)
 
 
 def read_csv(text: str, *, today: date, delimiter: str | None = None) -> Iterator[Item]:
@@ -146,27 +136,20 @@ def read_csv(text: str, *, today: date, delimiter: str | None = None) -> Iterato
     if delimiter is None:
         first = text.split("\n", 1)[0]
         delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
+    rows = tabular.CsvRows(io.StringIO(text), delimiter)
+    header = rows.header
+    if header is None:
         return
-    folded = [_fold(h) for h in header]
-    columns: dict[str, int] = {}
-    for name, aliases in COLUMNS.items():
-        for alias in aliases:
-            if alias in folded:
-                columns[name] = folded.index(alias)
-                break
+    columns = tabular.find_columns(header, COLUMNS)
     missing = [n for n in ("slug", "date", "views") if n not in columns]
     if missing:
         raise InvalidInput(
             f"the header has no {', '.join(missing)} column (found: {', '.join(header)})"
         )
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
+    for record in rows:
+        if not isinstance(record, Record):
+            raise record.error  # the whole file is unreadable from here
+        row, line = record.value, record.end
         data = {name: (row[i] if i < len(row) else "") for name, i in columns.items()}
         try:
             yield row_from_mapping(data, line, today=today)
@@ -176,23 +159,11 @@ def read_csv(text: str, *, today: date, delimiter: str | None = None) -> Iterato
 
 def read_feedback(path: Path, fmt: Format = "auto", *, today: date) -> list[Item]:
     """Every valid row and every rejected line of a file; InvalidInput if it is unusable."""
+    file = tabular.load(path, fmt)
+    if file.kind == "jsonl":
+        return list(read_jsonl(file.text, today=today))
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InvalidInput(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a directory, not a file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from exc
-    text = decode(data, str(path))
-    kind = detect_format(path, text) if fmt == "auto" else fmt
-    if kind == "jsonl":
-        return list(read_jsonl(text, today=today))
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else None
-    try:
-        return list(read_csv(text, today=today, delimiter=delimiter))
+        return list(read_csv(file.text, today=today, delimiter=file.delimiter))
     except csv.Error as exc:
         raise InvalidInput(f"{path}: not a readable CSV file ({exc})") from exc
 

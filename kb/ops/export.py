@@ -13,7 +13,7 @@ phrasings, category, language and translation group in the front matter, written
 - Entries created through the API have no content key yet; the export gives them one
   (`<slug>.<language>`, as the seed files do) and records it, so loading the exported files
   into this same database updates those entries instead of clashing on their slugs.
-- An entry keeps at most `kb.faqs.MAX_PHRASINGS` phrasings from content files; when it
+- An entry keeps at most `kb.faqs.entries.MAX_PHRASINGS` phrasings from content files; when it
   has learnt more from threads and outcomes, the editor and content ones are kept first
   and the rest is cut (counted in the summary).
 """
@@ -79,7 +79,7 @@ def render_entry(
     answer: str,
     phrasings: list[str],
 ) -> str:
-    """The content-file text of one entry (the inverse of `kb.content.parse_article`)."""
+    """The content-file text of one entry (the inverse of `kb.faqs.content.parse_article`)."""
     meta: dict[str, Any] = {"id": key, "slug": slug, "category": category, "language": language}
     if translation_group:
         meta["translation_group"] = translation_group

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from indexer.lexical.scripts import HAN, HEXAGRAMS, KANA
 from indexer.retrieval.confidence import ConfidenceModel
 from kb.indexing import IndexManager
 from kb.models import TriageAdvice
@@ -220,7 +221,7 @@ _POINTS_ELSEWHERE = re.compile(
     r"|次の|以下|下記|こちらの手順",
     re.IGNORECASE,
 )
-_JA_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+_JA_CHAR = re.compile(f"[{KANA}{HAN}{HEXAGRAMS}]")
 
 
 def strip_markdown(text: str) -> str:

@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from indexer.lexical.scripts import HAN, HEXAGRAMS, KANA, KANJI
 from kb.models import TriageAdvice
 
 # -- cues ----------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ _JA_PROBLEM = re.compile(
     r"(?:でき|出来|つながら|繋がら|使え|届か|入ら|読め|開か|動か|映ら|押せ|送れ|受け取れ|見れ|見られ"
     r"|反映され|表示され|開通し|通じ|かから|掛から|ログインでき|認識し|切り替わら|進ま|終わら|来)"
     r"(?:ない|ません|なくて|なくなった|なくなりました|ず)"
-    r"|(?<=[\u3040-\u30ff\u4e00-\u9fff])(?:[らかがさたなばまわえけせてねべめれ]ない|[らかがさたなばまわ]なくて)"
+    rf"|(?<=[{KANA}{KANJI}])(?:[らかがさたなばまわえけせてねべめれ]ない|[らかがさたなばまわ]なくて)"
     r"|出ない|出なく|しない|しません|しなくて|圏外|遅い|遅すぎ|重い|エラー|不具合|障害|おかしい|困って"
     r"|困った|困る|わからん|分からん|わかんない|分かんない|なくした|無くした|失くした|紛失|落とした"
     r"|盗まれ|間違え|まちがえ|ミスった|ミスして"
@@ -120,7 +121,7 @@ _JA_RECOMMEND = re.compile(
 )
 
 # ASCII handles (X, Instagram), or the brand's name typed as a handle in kana or kanji.
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{1,50}|[\u3040-\u30ff\u3400-\u9fffー]{1,50})")
+_MENTION = re.compile(rf"(?<![\w@])@([A-Za-z0-9_]{{1,50}}|[{KANA}{HAN}{HEXAGRAMS}]{{1,50}})")
 _REPLYING_TO = re.compile(r"^\s*(?:replying to|返信先\s*[:：]?)\s*((?:@\w+[\s,]*)+)", re.I)
 
 

@@ -204,5 +204,5 @@ def parse_int(value: str | None) -> int | None:
     return number if 0 < number < 2**31 else None
 
 
-# Personal data (comments, search logs) is masked by kb.personal_data.scrub_personal_data,
+# Personal data (comments, search logs) is masked by kb.text.personal_data.scrub_personal_data,
 # the one implementation for the whole service.

@@ -152,7 +152,7 @@ def record_suggestion(
     write lock, and everything between it and the commit holds every other writer back.
     """
     # A Core INSERT: the unit of work's bookkeeping for one new row cost more than the row
-    # (SQLite: 146 us with the commit, against 295 us through session.add and flush).
+    # (docs/scale.md, "Little Python around the model").
     result = cast(
         CursorResult[Any],
         session.execute(

@@ -29,7 +29,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+from indexer.lexical.scripts import HAN, HEXAGRAMS, KANA, KANJI, KATAKANA
+
 Role = Literal["customer", "agent"]
+# Kana and kanji as most patterns here match them: U+3400-U+9FFF in one span.
+_KANA_HAN = KANA + HAN + HEXAGRAMS
 
 # --------------------------------------------------------------------------------------
 # Width and whitespace
@@ -110,13 +114,13 @@ _KAOMOJI_CHARS = "´`'^;_ωДд∀≧≦°゚▽×・ー~〜><oO￣Θθ≡"
 # least one typical face character: (^^;) (´・ω・`) (>_<) (T_T) (*´ω`*).
 _KAOMOJI = re.compile(r"[(（][^()（）\n]{1,12}[)）]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
-_JA_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+_JA_CHAR = re.compile(f"[{KANA}{HAN}]")
 _BARE_FACES = re.compile(
     r"(?:\^[_\-o.]?\^;*|m\(_ _\)m|(?<![A-Za-z])orz(?![A-Za-z])|\(笑\)|\(泣\)|\(汗\)"
     r"|(?<!\S)[:;=]-?[()DPp/\\|](?!\S)|(?<!\S)<3(?!\S))",
     re.IGNORECASE,
 )
-_LAUGH = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff!?。、)）])\s*[wｗ]{2,}(?![A-Za-z])")
+_LAUGH = re.compile(rf"(?<=[{_KANA_HAN}!?。、)）])\s*[wｗ]{{2,}}(?![A-Za-z])")
 
 
 def _is_kaomoji(group: str) -> bool:
@@ -283,7 +287,7 @@ _SIGNATURE = re.compile(
     # - Sam, ／中野: only on a line of their own or after a sentence, since "Settings -
     # General" ends many an answer.
     r"|(?:^|(?<=\n)|(?<=[。.!?])|(?<=[。.!?] ))[-—–~〜/／]{1,2}\s*"
-    r"[A-Za-z\u3040-\u30ff\u3400-\u9fff][\w.\u3040-\u30ff\u3400-\u9fff]{0,15}"
+    rf"[A-Za-z{_KANA_HAN}][\w.{_KANA_HAN}]{{0,15}}"
     r"|[(（【\[]\s*(?:担当|担当者|対応者|担当スタッフ)\s*[:：]?\s*[^()（）【】\[\]\n]{1,12}[)）】\]]"
     r"|(?:担当|担当者|対応者)\s*[:：]\s*[^\s()（）【】。]{1,12}"
     r"|sent from my [^\n]{1,40}"
@@ -386,11 +390,9 @@ def strip_dm_handoffs(text: str, role: Role = "agent") -> str:
 # --------------------------------------------------------------------------------------
 
 _NAME_LINE = re.compile(
-    r"[-—–~^]?\s*(?:[A-Z][a-z]+(?: [A-Z][a-z]*\.?)?|[\u4e00-\u9fff]{1,4}|[\u30a0-\u30ff]{2,8})"
+    rf"[-—–~^]?\s*(?:[A-Z][a-z]+(?: [A-Z][a-z]*\.?)?|[{KANJI}]{{1,4}}|[{KATAKANA}]{{2,8}})"
 )
-_SPACE_AFTER_JA = re.compile(
-    r"(?<=[。!?、\u3040-\u30ff\u3400-\u9fff])\s+(?=[\u3040-\u30ff\u3400-\u9fff「『(])"
-)
+_SPACE_AFTER_JA = re.compile(rf"(?<=[。!?、{_KANA_HAN}])\s+(?=[{_KANA_HAN}「『(])")
 _ORPHAN_PUNCT = re.compile(r"(^|\s)[、,:：;]+(?=\s|$)")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[、。,.!?:;])")
 
@@ -555,7 +557,7 @@ def customer_question(posts: Sequence[tuple[str, str]]) -> str:
     return shorten(join_texts(before_agent))
 
 
-_JA_END = re.compile(r"[\u3040-\u30ff\u3400-\u9fff。、!?」』)]$")
+_JA_END = re.compile(rf"[{_KANA_HAN}。、!?」』)]$")
 
 
 def join_texts(parts: Sequence[str]) -> str:

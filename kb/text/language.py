@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from indexer.lexical.scripts import HALFWIDTH_KATAKANA, HAN, HEXAGRAMS, JAPANESE, KANA, KANA_CHAR
 from kb.text.cleaning import strip_emoji, strip_hashtag_marks, strip_urls
 
 LANGUAGES = ("ja", "en")
 
-# Hiragana, katakana (incl. half-width after NFKC), CJK ideographs and the iteration mark.
-_JA_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005\uff66-\uff9f]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
+# Kana (half-width too), kanji and the iteration mark.
+_JA_CHARS = re.compile(f"[{JAPANESE}{HALFWIDTH_KATAKANA}]")
 _SPACE = re.compile(r"\s+")
 
 
@@ -33,7 +33,7 @@ def detect_language(text: str) -> str:
     Kana decide it at once (Chinese text has none, but this service serves ja and en only);
     otherwise the share of CJK characters among letters decides.
     """
-    if _KANA.search(text):
+    if KANA_CHAR.search(text):
         return "ja"
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
@@ -43,13 +43,13 @@ def detect_language(text: str) -> str:
 
 
 # Customers also type the brand's name as a handle in kana or kanji (@ソラミモバイル), which
-# X itself would not link; kb.cleaning's stricter pattern is for stored thread posts.
-_MENTION = re.compile(r"(?<![\w@])@[A-Za-z0-9_\u3040-\u30ff\u3400-\u9fff]{1,50}")
+# X itself would not link; kb.text.cleaning's stricter pattern is for stored thread posts.
+_MENTION = re.compile(rf"(?<![\w@])@[A-Za-z0-9_{KANA}{HAN}{HEXAGRAMS}]{{1,50}}")
 
 
 def clean_post(text: str) -> str:
     """The words of a social post: @mentions, URLs, emoji and hashtags' # removed."""
-    # The URL, hashtag and emoji rules are kb.cleaning's, so posts and threads agree.
+    # The URL, hashtag and emoji rules are kb.text.cleaning's, so posts and threads agree.
     text = strip_urls(unicodedata.normalize("NFKC", text))
     text = _MENTION.sub(" ", text)
     return normalize_text(strip_emoji(strip_hashtag_marks(text)))

@@ -31,6 +31,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from indexer.lexical.scripts import ITERATION_MARK, KANJI, KATAKANA
+
 EMAIL = "email"
 PHONE = "phone"
 ORDER_NUMBER = "order_number"
@@ -117,7 +119,7 @@ _PREFECTURES = (
     "|愛媛県|高知県|福岡県|佐賀県|長崎県|熊本県|大分県|宮崎県|鹿児島県|沖縄県"
 )
 _KANJI_NUM = "一二三四五六七八九十〇"
-_TOWN = r"[\u4e00-\u9fff\u30a0-\u30ffヶケ々]"
+_TOWN = f"[{KANJI}{KATAKANA}{ITERATION_MARK}]"
 _BLOCK_END = rf"(?:丁目|番地|番|号|条|[{_DASH}](?=[{_D}]))"
 _BLOCK = (
     rf"(?:[{_D}]+|[{_KANJI_NUM}]+){_BLOCK_END}"

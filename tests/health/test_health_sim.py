@@ -9,7 +9,7 @@ Exactly those five problems must be flagged. Then the bad articles are rewritten
 traffic improves, the copy is merged and the missing article is published: every flag
 resolves, and before/after shows the gain with Fisher's exact test.
 
-Run with `-s` to print the figures quoted in the README.
+Run with `-s` to print the figures quoted in docs/health.md.
 """
 
 from __future__ import annotations

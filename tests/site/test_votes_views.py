@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
-from api.web import ratelimit
+from api.web.ratelimit import RateLimiter, VoteLimits
 from indexer.embedding.encoders import CachedEmbedder
 from kb.db import session_scope
 from kb.errors import CsrfRejected, InvalidInput, RateLimited
@@ -504,24 +504,28 @@ def test_tally_equals_the_last_vote_of_each_visitor(
 # -- units -------------------------------------------------------------------------------
 
 
-def test_sliding_window_limiter() -> None:
-    now = [1000.0]
-    limiter = ratelimit.SlidingWindowLimiter(3, 60, clock=lambda: now[0], max_keys=2)
-    assert [limiter.hit("a") for _ in range(3)] == [0, 0, 0]
-    assert limiter.hit("a") == pytest.approx(60)
-    now[0] += 30
-    assert limiter.hit("a") == pytest.approx(30)
-    now[0] += 31
-    assert limiter.hit("a") == 0
-    limiter.hit("b")
-    limiter.hit("c")  # over max_keys: the least recently used key is forgotten
-    assert set(limiter._events) == {"b", "c"}
+def test_vote_limits_count_per_visitor_and_per_address(settings: Settings) -> None:
+    limits = VoteLimits.from_settings(
+        settings.model_copy(
+            update={"vote_rate_limit": 1, "vote_rate_limit_ip": 3, "vote_rate_window": 60.0}
+        )
+    )
+    limits.check(visitor="v", ip="1.2.3.4")
+    with pytest.raises(RateLimited) as info:  # the visitor's limit
+        limits.check(visitor="v", ip="1.2.3.4")
+    assert 59 <= info.value.retry_after <= 60  # until the first vote leaves the window
+    assert f"Please wait {info.value.retry_after} seconds" in info.value.message
+    limits.check(visitor="w", ip="1.2.3.4")  # the refused attempt counted for the address
+    with pytest.raises(RateLimited):  # the address's limit
+        limits.check(visitor="x", ip="1.2.3.4")
+    with pytest.raises(RateLimited):  # ... and the refused attempt counted for "x"
+        limits.check(visitor="x", ip="5.6.7.8")
+    limits.check(visitor="y", ip="5.6.7.8")
+    limits.check(visitor=None, ip=None)  # nothing to count by
 
 
 def test_vote_limits_and_csrf_units() -> None:
-    limits = ratelimit.VoteLimits(
-        ratelimit.SlidingWindowLimiter(1, 60), ratelimit.SlidingWindowLimiter(5, 60)
-    )
+    limits = VoteLimits(RateLimiter("votes-visitor", 1, 60), RateLimiter("votes-ip", 5, 60))
     limits.check(visitor="v", ip="1.2.3.4")
     with pytest.raises(RateLimited) as info:
         limits.check(visitor="v", ip="1.2.3.4")

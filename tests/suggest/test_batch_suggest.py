@@ -20,7 +20,7 @@ from api.settings import Settings
 from indexer.embedding.encoders import CachedEmbedder
 from kb.errors import InvalidInput
 from kb.models import Suggestion
-from kb.suggest.file_batch import RowError, done_ids, parse_posts, read_posts
+from kb.replies.file_batch import RowError, done_ids, parse_posts, read_posts
 from tests.support.paths import CONTENT_DIR, TEST_MODEL
 
 POSTS = [

@@ -1,0 +1,1 @@
+"""The code's boundaries: checks that `make lint` runs beside import-linter."""
