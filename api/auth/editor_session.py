@@ -33,6 +33,11 @@ class Editor:
     key: ApiKey
     csrf: str | None  # None when signed in by header: no cookie, nothing to forge
 
+    @property
+    def actor(self) -> str:
+        """The name recorded as the author of this editor's changes."""
+        return self.key.name
+
 
 def csrf_token(secret: str) -> str:
     """The form token of a cookie session: a MAC of the key, useless without it."""

@@ -187,7 +187,7 @@ def draft_action(
             done = "edited"
         elif action == "publish":
             capture_drafts.publish_draft(
-                session, draft_id, category=category, author=editor.key.name
+                session, draft_id, category=category, author=editor.actor
             )
             done, reindex = "published", True
         elif action == "merge":

@@ -414,7 +414,7 @@ def rewrite(
             faq_id,
             question=question,
             answer=answer,
-            author=editor.key.name,
+            author=editor.actor,
             reason=reason,
             flag_id=flag,
         )
@@ -457,7 +457,7 @@ def merge_article(
         target = visitors.parse_id(into, "into")
         if target is None:
             raise InvalidInput("choose the FAQ to merge into (its id)")
-        result = merge.merge_entries(session, faq_id, target, by=editor.key.name, reason=reason)
+        result = merge.merge_entries(session, faq_id, target, by=editor.actor, reason=reason)
     except (InvalidInput, Conflict, NotFound) as exc:
         session.rollback()
         status = {InvalidInput: 400, Conflict: 409, NotFound: 404}[type(exc)]
@@ -533,7 +533,7 @@ def dismiss(
         return login_redirect(request)
     check_csrf(editor, csrf)
     try:
-        flags.dismiss_flag(session, flag_id, reason=reason, by=editor.key.name)
+        flags.dismiss_flag(session, flag_id, reason=reason, by=editor.actor)
     except (InvalidInput, InvalidTransition) as exc:
         session.rollback()
         status = 400 if isinstance(exc, InvalidInput) else 409
