@@ -15,9 +15,14 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.audit import pages as audit_pages
+from api.audit import routes as audit
+from api.auth import admin as admin_pages
 from api.auth import pages as sign_in
+from api.auth.headers import ReviewHeadersMiddleware
 from api.capture import drafts, threads
 from api.capture import pages as review
+from api.faqs import pages as article_pages
 from api.faqs import routes as faqs
 from api.health import pages as editor
 from api.health import routes as flags
@@ -31,18 +36,22 @@ from api.site import routes as public
 from api.state import Services, build_services
 from api.suggest import routes as suggest
 from api.web import observability
+from api.web.concurrency import install_conflict_handlers
 from api.web.limits import reject_unknown_query_parameters
+from api.web.text import TextHygieneMiddleware
 from indexer.embedding.encoders import Embedder
 from kb import errors
 
 log = logging.getLogger(__name__)
 
 STATUS = {
+    errors.Unprocessable: 422,
     errors.InvalidInput: 400,
     errors.ContentError: 400,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
+    errors.PreconditionFailed: 412,
     errors.Conflict: 409,
     errors.InvalidTransition: 409,
     errors.TooLarge: 413,
@@ -95,6 +104,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, embedder=embedder)
         app.state.services = services
+        if not settings.base_url.strip():
+            log.warning(
+                "FAQLOOP_BASE_URL is not set: reply drafts and article links use each "
+                "request's own origin; set it to the public site's address"
+            )
         app.state.metrics.start()  # embedding batch sizes, the index build's included
         if load_in_background:
             threading.Thread(target=_open_index, args=(services,), daemon=True).start()
@@ -116,6 +130,9 @@ def create_app(
         summary="FAQ suggestions for support replies, and the loop that improves the FAQ.",
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query_parameters)],
+        # /docs and /redoc come from packaged assets (api/web/apidocs.py), not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.exception_handler(errors.DomainError)
@@ -138,6 +155,8 @@ def create_app(
         if request.url.path.startswith("/v1"):
             return JSONResponse({"error": "invalid_input", "detail": message}, status_code=400)
         return site.error_page(request, 400, message)
+
+    install_conflict_handlers(app)  # a lost race (unique key, deadlock) is 409, never 500
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -171,11 +190,20 @@ def create_app(
     app.include_router(threads.router)
     app.include_router(drafts.router)
     app.include_router(sign_in.router)
+    app.include_router(admin_pages.router)
+    app.include_router(audit.router)
+    app.include_router(audit_pages.router)
     app.include_router(review.router)
+    app.include_router(article_pages.router)
     app.include_router(flags.router)
     app.include_router(editor.router)
     site_static = StaticFiles(directory=Path(__file__).parent / "site" / "static")
     app.mount("/static", site_static, name="static")
+    # No NUL, lone surrogate or invalid UTF-8 in any query, form or JSON text (api/web/text.py);
+    # added first, so it runs inside the limits below (a body is bounded before it is read).
+    app.add_middleware(TextHygieneMiddleware)
+    # CSP, X-Frame-Options, Cache-Control: no-store on every /review answer (api/auth/headers.py).
+    app.add_middleware(ReviewHeadersMiddleware)
     # Limits, request ids, JSON logs and /metrics (api/observability.py, api/limits.py).
     observability.install(app, settings)
     return app

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     base_url: str = Field(
         "", description="Public site URL used in article links (default: relative links)."
     )
+    public_origins: str = Field(
+        "",
+        description="Comma-separated other public URLs of the FAQ site (old domains, mirrors) "
+        "whose /faq/<slug> links in agents' replies count as answering with that article, "
+        "besides `base_url`.",
+    )
     max_text_chars: int = Field(5000, ge=1, description="Longest post accepted by suggest.")
     max_k: int = Field(50, ge=1, description="Largest k accepted by suggest.")
     abstain_threshold: float | None = Field(
@@ -123,7 +129,7 @@ class Settings(BaseSettings):
     )
     pseudonym_secret: str = Field(
         "faqloop-dev",
-        min_length=1,
+        min_length=8,
         description="Key of the HMAC-SHA256 that pseudonymises customer handles of ingested "
         "threads. The default is for development only: set a long random value in "
         "production and keep it (changing it makes the same customer look new).",
@@ -283,6 +289,74 @@ class Settings(BaseSettings):
         "by this factor.",
     )
 
+    # Integrity across replicas and against abuse (docs/operations.md).
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR networks of reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto / Forwarded headers are believed (default: none, "
+        "the connecting address is the client).",
+    )
+    allow_insecure_secrets: bool = Field(
+        False,
+        description="Let `faqloop serve` bind to a non-loopback address although a secret is "
+        "a development default or shorter than 32 bytes (demos only).",
+    )
+    redis_url: str = Field(
+        "",
+        description="redis://host:port/db shared by every replica for the rate limits (suggest, "
+        "votes, public search, view counting, sign-in); empty: limits per process.",
+    )
+    search_rate_limit: int = Field(
+        30,
+        ge=0,
+        description="Public searches (site search page and GET /v1/public/search) one address "
+        "may make per `search_rate_window` seconds (0: no limit). Over it: 429 with Retry-After.",
+    )
+    search_rate_window: float = Field(
+        60.0, gt=0, description="Window in seconds of `search_rate_limit`."
+    )
+    view_count_limit_ip: int = Field(
+        30,
+        ge=0,
+        description="Article views one address may have counted per `view_count_window` seconds "
+        "(pages still render beyond it; a visitor's first view from a reply link always counts; "
+        "0: no limit).",
+    )
+    view_count_window: float = Field(
+        600.0, gt=0, description="Window in seconds of `view_count_limit_ip`."
+    )
+    phrasing_agreement_agents: int = Field(
+        3,
+        ge=1,
+        description="Distinct agents (API keys) whose outcomes must agree before a phrasing "
+        "learnt from outcomes is indexed without an editor's approval.",
+    )
+
+    # Editor accounts and their sessions (docs/editors.md).
+    session_idle_minutes: float = Field(
+        60.0,
+        gt=0,
+        description="An editor's session ends after this many minutes without a request.",
+    )
+    session_max_hours: float = Field(
+        12.0,
+        gt=0,
+        description="An editor's session ends this many hours after sign-in, however active.",
+    )
+    login_rate_limit: int = Field(
+        10,
+        ge=0,
+        description="Sign-in attempts per account per `login_rate_window` seconds (0: no limit).",
+    )
+    login_rate_limit_ip: int = Field(
+        30,
+        ge=0,
+        description="Sign-in attempts per address per `login_rate_window` seconds (0: no limit).",
+    )
+    login_rate_window: float = Field(
+        900.0, gt=0, description="Window in seconds of the sign-in limits."
+    )
+
     @field_validator("data_dir", "models_dir", "content_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -307,6 +381,20 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        import ipaddress
+        import re
+
+        for item in re.split(r"[,\s]+", value.strip()):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not an IP address or CIDR network") from exc
         return value
 
     @property

@@ -133,6 +133,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="faqloop-bench-") as tmp:
         env = dict(os.environ, FAQLOOP_DATA_DIR=tmp, FAQLOOP_CONTENT_DIR=str(ROOT / "faq_content"))
+        # Every simulated visitor is 127.0.0.1: lift the per-address search and view budgets.
+        env.setdefault("FAQLOOP_SEARCH_RATE_LIMIT", "0")
+        env.setdefault("FAQLOOP_VIEW_COUNT_LIMIT_IP", "0")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         schema = None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, TableClause, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -23,7 +23,12 @@ POOL_SIZE = 20
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Statement parameters (post texts, answers) never appear in SQLAlchemy's exception
+    messages, so a logged traceback carries no customer text (`hide_parameters`).
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
         if ":memory:" not in url and url.rstrip("/") != "sqlite:" and "poolclass" not in kwargs:
@@ -63,6 +68,28 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def lock_rows(session: Session, table: TableClause, ids: Iterable[int]) -> None:
+    """Lock the rows of `table` with these ids until the session's transaction ends.
+
+    Rows are locked in id order, so two transactions locking overlapping rows never
+    deadlock; a transaction that comes second waits for the first to end, and what it reads
+    afterwards (with `populate_existing`) is what the first committed. PostgreSQL locks the
+    rows (`SELECT ... FOR UPDATE`); SQLite has one write lock per database, taken here by a
+    write that changes nothing, so it must be the transaction's first write (the driver
+    starts a transaction at the first write, so reads before it see no stale snapshot).
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    key = table.c.id
+    if session.get_bind().dialect.name == "sqlite":
+        # Every column with an update default is set to itself: the write changes nothing.
+        same = {c: c for c in table.c if getattr(c, "onupdate", None) is not None or c is key}
+        session.execute(update(table).where(key.in_(wanted)).values(same))
+    else:
+        session.execute(select(key).where(key.in_(wanted)).order_by(key).with_for_update())
 
 
 def alembic_config(url: str) -> Config:

@@ -22,8 +22,21 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class PreconditionFailed(Conflict):
+    """The client's version of a resource (`If-Match`) is no longer the current one."""
+
+    code = "precondition_failed"
+
+
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class Unprocessable(InvalidInput):
+    """Well-formed input that the content rules refuse (an unknown category, publishing a
+    draft without an answer): HTTP 422."""
+
+    code = "unprocessable"
 
 
 class InvalidTransition(DomainError):

@@ -38,6 +38,10 @@ class IndexRecipe:
 
     # Add the answer's first paragraph as one more dense text.
     dense_answer: bool = True
+    # Also embed the rest of the answer: every paragraph (long ones cut at sentence ends
+    # into pieces of at most CHUNK_CHARS), up to this many answer texts per entry in all;
+    # an entry scores its best text (docs/retrieval.md, "Long answers"). 1: first only.
+    dense_answer_chunks: int = 1
     # Add the answer to the BM25 document.
     lexical_answer: bool = True
 
@@ -60,6 +64,38 @@ def first_passage(markdown: str, limit: int = 400) -> str:
     return ""
 
 
+CHUNK_CHARS = 400
+_SENTENCE_END = re.compile(r"(?<=[。!?！？])|(?<=[.!?])\s+")
+
+
+def answer_chunks(markdown: str, limit: int, size: int = CHUNK_CHARS) -> list[str]:
+    """The answer as plain-text pieces for embedding, in order, at most `limit` of them.
+
+    Each paragraph is one piece; a paragraph longer than `size` is cut at sentence ends
+    into pieces of at most `size` characters (a longer sentence is cut at `size`).
+    """
+    chunks: list[str] = []
+    for para in re.split(r"\n\s*\n", markdown.strip()):
+        text = markdown_to_text(para)
+        piece = ""
+        for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
+            if not sentence:
+                continue
+            if piece and len(piece) + 1 + len(sentence) > size:
+                chunks.append(piece)
+                piece = ""
+            glue = "" if not piece or piece[-1] in "。!?！？" else " "
+            piece = piece + glue + sentence
+            while len(piece) > size:
+                chunks.append(piece[:size])
+                piece = piece[size:].strip()
+        if piece:
+            chunks.append(piece)
+        if len(chunks) >= limit:
+            break
+    return chunks[:limit]
+
+
 def entry_docs(
     entry_id: int,
     language: str,
@@ -68,12 +104,15 @@ def entry_docs(
     phrasings: Sequence[str],
     recipe: IndexRecipe,
 ) -> EntryDocs:
-    """The texts one entry contributes to the index."""
+    """The texts one entry contributes to the index: its question, phrasings, the answer's
+    first paragraph and (recipe permitting) the answer's other paragraphs as chunks."""
     dense = [question, *phrasings]
     if recipe.dense_answer:
         passage = first_passage(answer)
         if passage:
             dense.append(passage)
+        if recipe.dense_answer_chunks > 1:
+            dense += answer_chunks(answer, recipe.dense_answer_chunks)
     lexical = [question, *phrasings]
     if recipe.lexical_answer:
         lexical.append(markdown_to_text(answer))
@@ -88,7 +127,8 @@ def load_entry_docs(
     if entry_ids is not None:
         query = query.where(FaqEntry.id.in_(list(entry_ids)))
     entries = list(session.scalars(query.order_by(FaqEntry.id)))
-    phr = phrasings_of(session, [e.id for e in entries])
+    # Pending phrasings (learnt from outcomes, not yet trusted) are not indexed.
+    phr = phrasings_of(session, [e.id for e in entries], approved_only=True)
     docs = []
     for e in entries:
         rev = e.current_revision

@@ -86,6 +86,11 @@ class PhrasingSource(enum.StrEnum):
     outcome = "outcome"  # learnt from an agent's sent/edited suggestion
 
 
+class PhrasingStatus(enum.StrEnum):
+    approved = "approved"  # indexed: it shapes search and suggest
+    pending = "pending"  # learnt from agents' outcomes, waiting for trust (not indexed)
+
+
 class Role(enum.StrEnum):
     agent = "agent"
     editor = "editor"
@@ -213,8 +218,31 @@ class QuestionPhrasing(Base):
     source: Mapped[PhrasingSource] = mapped_column(_enum(PhrasingSource, "phrasing_source"))
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("thread.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Phrasings learnt from agents' outcomes start pending and are indexed only once an
+    # editor approves them or enough distinct agents agree (kb/replies/outcomes.py).
+    status: Mapped[PhrasingStatus] = mapped_column(
+        _enum(PhrasingStatus, "phrasing_status"),
+        default=PhrasingStatus.approved,
+        server_default=PhrasingStatus.approved.value,
+    )
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column()
 
     entry: Mapped[FaqEntry] = relationship(back_populates="phrasings", lazy="raise")
+
+
+class PhrasingAgreement(Base):
+    """One agent (API key) whose outcome taught a pending phrasing: distinct agents agree."""
+
+    __tablename__ = "phrasing_agreement"
+
+    phrasing_id: Mapped[int] = mapped_column(
+        ForeignKey("question_phrasing.id", ondelete="CASCADE"), primary_key=True
+    )
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EntryChange(Base):
@@ -475,3 +503,52 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+class User(Base):
+    """A named editor or admin who signs in to the pages (kb/auth/users.py)."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored lower-cased, so uniqueness is case-insensitive on every database.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class UserSession(Base):
+    """A signed-in browser: only the SHA-256 of the cookie's random id is stored."""
+
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    """One editorial or administrative action: who, when, what, and before/after."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(400), index=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))  # user, key or system
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(128))
+    before: Mapped[dict[str, Any] | None] = mapped_column()
+    after: Mapped[dict[str, Any] | None] = mapped_column()

@@ -21,6 +21,7 @@ from kb.auth.keys import create_key
 from kb.db import make_engine, make_session_factory, migrate, session_scope
 from kb.faqs.content import read_content_dir
 from kb.faqs.entries import load_articles
+from tests.support.accounts import Account, make_account, signed_in
 from tests.support.paths import CONTENT_DIR, PG_URL, TEST_MODEL
 
 
@@ -138,3 +139,15 @@ def agent_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
 @pytest.fixture
 def editor_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
     return {"Authorization": f"Bearer {_key(session_factory, 'editor')}"}
+
+
+@pytest.fixture
+def editor_account(session_factory: sessionmaker[Session]) -> Account:
+    """An active editor account (email and password in tests/support/accounts.py)."""
+    return make_account(session_factory)
+
+
+@pytest.fixture
+def editor_client(client: TestClient, editor_account: Account) -> TestClient:
+    """The app's client signed in to /review as `editor_account` (a session cookie)."""
+    return signed_in(client, editor_account)

@@ -18,10 +18,18 @@ MIN_COVER_THRESHOLD = 0.8
 
 
 def capture_policy(services: Services, *, cover_threshold: float | None = None) -> CapturePolicy:
-    """The capture thresholds: the suggest threshold, or stricter (MIN_COVER_THRESHOLD)."""
+    """The capture thresholds (the suggest threshold, or stricter: MIN_COVER_THRESHOLD) and
+    the site's public URLs."""
     if cover_threshold is None:
         cover_threshold = max(services.policy.threshold, MIN_COVER_THRESHOLD)
-    return CapturePolicy(cover_threshold=cover_threshold)
+    return CapturePolicy(cover_threshold=cover_threshold, public_origins=public_origins(services))
+
+
+def public_origins(services: Services) -> tuple[str, ...]:
+    """The site's public URLs: FAQLOOP_BASE_URL and FAQLOOP_PUBLIC_ORIGINS."""
+    s = services.settings
+    listed = [s.base_url, *s.public_origins.split(",")]
+    return tuple(dict.fromkeys(o.strip() for o in listed if o.strip()))
 
 
 def build_capture(services: Services, *, policy: CapturePolicy | None = None) -> Capture:

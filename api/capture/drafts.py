@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -23,15 +23,32 @@ from api.capture.schemas import (
 from api.state import Services
 from api.web.deps import EditorKey, ServicesDep, SessionDep
 from api.web.schemas import ErrorBody
+from kb.audit import Actor, draft_state, record_action
 from kb.capture import drafts as capture_drafts
 from kb.capture import thread_input
-from kb.models import DraftStatus
+from kb.faqs.content import check_category
+from kb.models import ApiKey, DraftStatus
 from kb.suggest.service import article_url
 
 router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)
 }
+
+
+def _audit(
+    session: Session, key: ApiKey, action: str, draft_id: int, before: dict[str, Any] | None
+) -> None:
+    """Record an API key's change of a draft in the audit trail (same transaction)."""
+    after = draft_state(session, draft_id)
+    record_action(
+        session,
+        actor=Actor(key.name, "key"),
+        action=action,
+        target=f"draft:{draft_id}",
+        before=before,
+        after=after,
+    )
 
 
 def _done(services: Services, session: Session, result: capture_drafts.ReviewResult) -> ReviewDone:
@@ -64,6 +81,13 @@ def list_drafts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    unanswered: Annotated[
+        bool | None,
+        Query(
+            description="true: only unanswered demand (needs_answer); false: only drafts "
+            "with an answer; absent: both."
+        ),
+    ] = None,
 ) -> DraftList:
     """Drafts with their demand, growth and source threads, most wanted first."""
     views, total = capture_drafts.list_drafts(
@@ -74,6 +98,7 @@ def list_drafts(
         limit=limit,
         offset=offset,
         now=thread_input.parse_time(as_of, "as_of"),
+        unanswered=unanswered,
     )
     return DraftList(items=[draft_read(v) for v in views], total=total)
 
@@ -87,9 +112,13 @@ def get_draft(draft_id: int, session: SessionDep, _key: EditorKey) -> DraftDetai
 @router.put("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
 @router.patch("/{draft_id}", response_model=DraftRead, responses=_ERRORS)
 def update_draft(
-    draft_id: int, body: DraftUpdate, session: SessionDep, _key: EditorKey
+    draft_id: int, body: DraftUpdate, services: ServicesDep, session: SessionDep, _key: EditorKey
 ) -> DraftRead:
-    """Rewrite a draft's question and answer; threads joining later leave them as written."""
+    """Rewrite a draft's question and answer; threads joining later leave them as written.
+
+    422 for a category not in the content's categories.yaml."""
+    check_category(body.category, services.settings.content_dir)
+    before = draft_state(session, draft_id)
     capture_drafts.update_draft(
         session,
         draft_id,
@@ -98,6 +127,7 @@ def update_draft(
         category=body.category,
         language=body.lang,
     )
+    _audit(session, _key, "draft.edit", draft_id, before)
     session.commit()
     return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))
 
@@ -110,8 +140,13 @@ def publish_draft(
     key: EditorKey,
     body: DraftPublish | None = None,
 ) -> ReviewDone:
-    """Publish as a new FAQ (first revision; the threads' questions as phrasings)."""
+    """Publish as a new FAQ (first revision; the threads' questions as phrasings).
+
+    422 when the draft has no answer (unanswered demand) or the category is unknown."""
     body = body or DraftPublish()
+    view = capture_drafts.get_draft_or_raise(session, draft_id)
+    check_category(body.category or view.draft.category, services.settings.content_dir)
+    before = draft_state(session, draft_id)
     result = capture_drafts.publish_draft(
         session,
         draft_id,
@@ -120,6 +155,7 @@ def publish_draft(
         answer=body.answer,
         author=key.name,
     )
+    _audit(session, key, "draft.publish", draft_id, before)
     return _done(services, session, result)
 
 
@@ -128,7 +164,9 @@ def merge_draft(
     draft_id: int, body: DraftMerge, services: ServicesDep, session: SessionDep, _key: EditorKey
 ) -> ReviewDone:
     """Fold into an existing FAQ: phrasings and evidence move over."""
+    before = draft_state(session, draft_id)
     result = capture_drafts.merge_draft(session, draft_id, faq_id=body.faq_id)
+    _audit(session, _key, "draft.merge", draft_id, before)
     return _done(services, session, result)
 
 
@@ -138,6 +176,7 @@ def reject_draft(
 ) -> DraftRead:
     """Reject with a reason; look-alike threads keep attaching to this draft."""
     capture_drafts.reject_draft(session, draft_id, reason=body.reason)
+    _audit(session, _key, "draft.reject", draft_id, None)
     session.commit()
     return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))
 
@@ -146,5 +185,6 @@ def reject_draft(
 def reopen_draft(draft_id: int, session: SessionDep, _key: EditorKey) -> DraftRead:
     """Put a rejected draft back in the queue."""
     capture_drafts.reopen_draft(session, draft_id)
+    _audit(session, _key, "draft.reopen", draft_id, None)
     session.commit()
     return draft_read(capture_drafts.get_draft_or_raise(session, draft_id))

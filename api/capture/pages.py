@@ -23,6 +23,7 @@ from api.web.deps import ServicesDep, SessionDep
 from api.web.i18n import N_, translator
 from api.web.markdown import render_markdown
 from api.web.templating import render
+from kb.audit import draft_state, record_action
 from kb.capture import drafts as capture_drafts
 from kb.capture import ingest
 from kb.errors import Conflict, InvalidInput, InvalidTransition
@@ -167,6 +168,7 @@ def draft_action(
     lang: Annotated[str | None, Form()] = None,
     faq_id: Annotated[str | None, Form()] = None,
     reason: Annotated[str | None, Form()] = None,
+    confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
     """Edit, publish, merge, reject or reopen; then back to the draft."""
     editor = current_editor(request, session)
@@ -174,6 +176,7 @@ def draft_action(
         return login_redirect(request)
     check_csrf(editor, csrf)
     reindex = False
+    before = draft_state(session, draft_id)
     try:
         if action == "edit":
             capture_drafts.update_draft(
@@ -186,14 +189,14 @@ def draft_action(
             )
             done = "edited"
         elif action == "publish":
-            capture_drafts.publish_draft(
-                session, draft_id, category=category, author=editor.actor
-            )
+            capture_drafts.publish_draft(session, draft_id, category=category, author=editor.actor)
             done, reindex = "published", True
         elif action == "merge":
             target = (faq_id or "").strip()
             if not target.isdigit():
                 raise InvalidInput("choose the FAQ to merge into (its id)")
+            if confirm != "yes":
+                raise InvalidInput("tick the box to confirm the merge")
             capture_drafts.merge_draft(session, draft_id, faq_id=int(target))
             done, reindex = "merged", True
         elif action == "reject":
@@ -210,5 +213,14 @@ def draft_action(
         return _detail(
             request, session, services, kit, editor, draft_id, error=exc.message, status_code=status
         )
+    after = draft_state(session, draft_id)
+    record_action(
+        session,
+        actor=editor.actor,
+        action=f"draft.{action}",
+        target=f"draft:{draft_id}",
+        before=before,
+        after=after,
+    )
     services.index.commit_and_sync(session, services.session_factory, reindex=reindex)
     return RedirectResponse(f"/review/drafts/{draft_id}?done={done}", status_code=303)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr
 
-from api.web.schemas import JsonInt, Lang
+from api.web.schemas import ContentLang, JsonInt
 from kb.capture.drafts import DraftView
 from kb.capture.ingest import ThreadOutcome, thread_question
 from kb.models import Thread
@@ -62,11 +62,16 @@ class ThreadFiled(BaseModel):
     faq_id: int | None = Field(description="The FAQ it is evidence for (status covered).")
     draft_id: int | None = Field(description="The draft it belongs to.")
     question: str = Field(description="The customer's cleaned question.")
-    lang: Lang
+    lang: ContentLang
     confidence: float | None = Field(
         description="Retrieval confidence of the best FAQ (None when the agent linked one)."
     )
     phrasing_added: bool
+    covered_by: Literal["faq_id", "link", "match", "draft"] | None = Field(
+        None,
+        description="How it was found covered: the given faq_id, an agent's link to the "
+        "article, a confident retrieval match, or a published draft it clustered with.",
+    )
 
 
 def thread_filed(o: ThreadOutcome) -> ThreadFiled:
@@ -83,6 +88,7 @@ def thread_filed(o: ThreadOutcome) -> ThreadFiled:
         lang=o.language if o.language in ("ja", "en") else "en",
         confidence=o.confidence,
         phrasing_added=o.phrasing_added,
+        covered_by=o.covered_by if o.status.value == "covered" else None,
     )
 
 
@@ -156,6 +162,11 @@ class DraftRead(BaseModel):
         "spike from nothing reads as its thread count."
     )
     trending: bool = Field(description="At least 3 threads this week and twice last week's.")
+    needs_answer: bool = Field(
+        False,
+        description="Unanswered demand: no source thread got a substantive agent answer and "
+        "no editor wrote one; publishing it is refused (422) until it has an answer.",
+    )
     source_threads: list[SourceThread]
     created_at: datetime
     updated_at: datetime
@@ -186,6 +197,7 @@ def _draft_fields(v: DraftView) -> dict[str, object]:
         "previous_7d": v.demand.previous_7d,
         "growth": v.demand.growth,
         "trending": v.demand.trending,
+        "needs_answer": v.needs_answer,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
     }
@@ -207,7 +219,7 @@ class DraftUpdate(BaseModel):
     question: str | None = None
     answer: str | None = Field(None, description="Markdown.")
     category: str | None = None
-    lang: Lang | None = None
+    lang: ContentLang | None = None
 
 
 class DraftPublish(BaseModel):

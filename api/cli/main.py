@@ -38,15 +38,22 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.web.observability import (
+        configure_logging,
+        refuse_insecure_secrets,
+        warn_about_default_secrets,
+    )
     from indexer.embedding.encoders import ModelNotFound, resolve_model_path
 
     s = settings()
+    bind = host or s.host
+    refusal = refuse_insecure_secrets(s, bind)
+    if refusal:
+        raise fail(refusal)
     try:
         resolve_model_path(s.embedding_model, s.models_dir)
     except ModelNotFound as exc:
         raise fail(str(exc)) from exc
-    from api.web.observability import configure_logging, warn_about_default_secrets
-
     # JSON lines with request ids (FAQLOOP_LOG_FORMAT); uvicorn's access log is replaced
     # by ours, which leaves out client addresses, query strings and headers.
     configure_logging(s.log_level, s.log_format)
@@ -54,11 +61,15 @@ def serve(
     application = create_app(s, load_in_background=True)
     uvicorn.run(
         application,
-        host=host or s.host,
+        host=bind,
         port=port or s.port,
         log_config=None,
         access_log=False,
         log_level=s.log_level.lower(),
+        # Proxy headers are read by the app, from FAQLOOP_TRUSTED_PROXIES only
+        # (api/web/proxies.py); uvicorn would believe them from loopback.
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.web.schemas import Lang
+from api.web.schemas import ContentLang
 
 
 class RevisionRead(BaseModel):
@@ -33,7 +33,7 @@ class FaqSummary(BaseModel):
     id: int
     slug: str
     category: str
-    lang: Lang
+    lang: ContentLang
     status: str
     question: str
     url: str
@@ -61,7 +61,7 @@ class FaqUpdate(BaseModel):
     question: str = Field(max_length=500)
     answer: str = Field(description="Markdown.", max_length=50_000)
     category: str = Field(max_length=64)
-    lang: Lang
+    lang: ContentLang
     phrasings: list[str] | None = Field(
         None, max_length=100, description="Replaces the editor phrasings when given."
     )
@@ -79,3 +79,13 @@ class FaqCreated(BaseModel):
     slug: str
     revision: int
     url: str
+
+
+class UnmergeRead(BaseModel):
+    faq_id: int
+    was_merged_into: int
+    status: str
+    url: str = Field(description="The article's own URL again (no longer a redirect).")
+    views_moved_back: int
+    votes_moved_back: int
+    feedback_days_moved_back: int

@@ -9,7 +9,6 @@ every form here carries the same token.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,11 +25,13 @@ from api.auth.editor_session import (
 )
 from api.health.chart import ChartText, RevisionMark, health_chart_svg
 from api.health.deps import HealthDep, HealthKit
+from api.health.evidence import evidence_facts
 from api.state import Services
 from api.web.deps import ServicesDep, SessionDep
 from api.web.i18n import N_, Translator, translator
 from api.web.markdown import render_markdown
 from api.web.templating import render
+from kb.audit import entry_state, flag_state, record_action
 from kb.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from kb.faqs import entries as faqs
 from kb.faqs import merge
@@ -407,6 +408,7 @@ def rewrite(
     if editor is None:
         return login_redirect(request)
     check_csrf(editor, csrf)
+    before = entry_state(session, faq_id)
     try:
         flag = visitors.parse_id(flag_id, "flag_id")
         flags.rewrite_entry(
@@ -433,6 +435,14 @@ def rewrite(
             status_code=status,
             form=form,
         )
+    record_action(
+        session,
+        actor=editor.actor,
+        action="faq.rewrite",
+        target=f"faq:{faq_id}",
+        before=before,
+        after=entry_state(session, faq_id),
+    )
     services.index.commit_and_sync(session, services.session_factory)
     return RedirectResponse(f"/review/health/faqs/{faq_id}?done=rewritten", status_code=303)
 
@@ -447,8 +457,9 @@ def merge_article(
     csrf: Annotated[str | None, Form()] = None,
     into: Annotated[str, Form(max_length=20)] = "",
     reason: Annotated[str, Form(max_length=500)] = "",
+    confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
-    """Merge the article into another; then show the surviving article."""
+    """Merge the article into another (the "yes, merge" box ticked); then show the survivor."""
     editor = current_editor(request, session)
     if editor is None:
         return login_redirect(request)
@@ -457,6 +468,8 @@ def merge_article(
         target = visitors.parse_id(into, "into")
         if target is None:
             raise InvalidInput("choose the FAQ to merge into (its id)")
+        if confirm != "yes":
+            raise InvalidInput("tick the box to confirm the merge")
         result = merge.merge_entries(session, faq_id, target, by=editor.actor, reason=reason)
     except (InvalidInput, Conflict, NotFound) as exc:
         session.rollback()
@@ -503,7 +516,7 @@ def _flag(
             "entry": entry,
             "summary": flag_summary(flag, tr),
             "evidence": flag.evidence or {},
-            "evidence_json": json.dumps(flag.evidence or {}, ensure_ascii=False, indent=2),
+            "facts": evidence_facts(flag.evidence, tr),
             "editor": editor,
             "error": error,
         },
@@ -532,8 +545,17 @@ def dismiss(
     if editor is None:
         return login_redirect(request)
     check_csrf(editor, csrf)
+    before = flag_state(session, flag_id)
     try:
         flags.dismiss_flag(session, flag_id, reason=reason, by=editor.actor)
+        record_action(
+            session,
+            actor=editor.actor,
+            action="flag.dismiss",
+            target=f"flag:{flag_id}",
+            before=before,
+            after=flag_state(session, flag_id),
+        )
     except (InvalidInput, InvalidTransition) as exc:
         session.rollback()
         status = 400 if isinstance(exc, InvalidInput) else 409

@@ -21,8 +21,10 @@ from api.health.schemas import (
     RewriteRead,
     RewriteRequest,
 )
+from api.web.concurrency import IfMatch, if_match_version
 from api.web.deps import EditorKey, ServicesDep, SessionDep
 from api.web.schemas import ErrorBody, Lang
+from kb.audit import Actor, entry_state, flag_state, record_action
 from kb.faqs import entries as faqs
 from kb.faqs import merge
 from kb.health import flags, scores
@@ -32,6 +34,10 @@ from kb.suggest.service import article_url
 router = APIRouter(tags=["content health"])
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409)
+}
+_WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    **_ERRORS,
+    412: {"model": ErrorBody, "description": "If-Match names a version that is not current."},
 }
 
 
@@ -79,7 +85,16 @@ def dismiss_flag(
     flag_id: int, body: DismissRequest, session: SessionDep, key: EditorKey
 ) -> FlagRead:
     """Dismiss an open flag with a reason; it stays quiet until new evidence arrives."""
+    before = flag_state(session, flag_id)
     flag = flags.dismiss_flag(session, flag_id, reason=body.reason, by=key.name)
+    record_action(
+        session,
+        actor=Actor(key.name, "key"),
+        action="flag.dismiss",
+        target=f"flag:{flag_id}",
+        before=before,
+        after=flag_state(session, flag_id),
+    )
     session.commit()
     return flag_views(session, [flag])[0]
 
@@ -129,14 +144,22 @@ def faq_health(
     "/v1/faqs/{faq_id}/rewrite",
     response_model=RewriteRead,
     status_code=201,
-    responses=_ERRORS,
+    responses=_WRITE_ERRORS,
     tags=["faqs"],
 )
 def rewrite_faq(
-    faq_id: int, body: RewriteRequest, services: ServicesDep, session: SessionDep, key: EditorKey
+    faq_id: int,
+    body: RewriteRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    key: EditorKey,
+    if_match: IfMatch = None,
 ) -> RewriteRead:
     """A new revision of the question and answer (phrasings kept) that starts with clean
-    numbers; resolves the article's helpfulness and acceptance flags."""
+    numbers; resolves the article's helpfulness and acceptance flags. With `If-Match`, 412
+    when the article's version is no longer that one."""
+    faqs.lock_entry(session, faq_id, expected_version=if_match_version(if_match))
+    before = entry_state(session, faq_id)
     result = flags.rewrite_entry(
         session,
         faq_id,
@@ -145,6 +168,14 @@ def rewrite_faq(
         author=key.name,
         reason=body.reason,
         flag_id=body.flag_id,
+    )
+    record_action(
+        session,
+        actor=Actor(key.name, "key"),
+        action="faq.rewrite",
+        target=f"faq:{faq_id}",
+        before=before,
+        after=entry_state(session, faq_id),
     )
     out = RewriteRead(
         faq_id=faq_id,
@@ -156,13 +187,28 @@ def rewrite_faq(
     return out
 
 
-@router.post("/v1/faqs/{faq_id}/merge", response_model=MergeRead, responses=_ERRORS, tags=["faqs"])
+@router.post(
+    "/v1/faqs/{faq_id}/merge", response_model=MergeRead, responses=_WRITE_ERRORS, tags=["faqs"]
+)
 def merge_faq(
-    faq_id: int, body: MergeRequest, services: ServicesDep, session: SessionDep, key: EditorKey
+    faq_id: int,
+    body: MergeRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    key: EditorKey,
+    if_match: IfMatch = None,
 ) -> MergeRead:
     """Merge this FAQ into `into`: its URL redirects (301) there, and its views, votes,
-    imported history, phrasings and threads move over."""
-    result = merge.merge_entries(session, faq_id, body.into, by=key.name, reason=body.reason or "")
+    imported history, phrasings and threads move over. 409 when either was merged meanwhile
+    or `into` is not published; with `If-Match` (this FAQ's version), 412 when stale."""
+    result = merge.merge_entries(
+        session,
+        faq_id,
+        body.into,
+        by=Actor(key.name, "key"),
+        reason=body.reason or "",
+        expected_version=if_match_version(if_match),
+    )
     base = services.settings.base_url
     out = MergeRead(
         faq_id=faq_id,

@@ -7,16 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from api.replies.deps import ReplyKitDep
-from api.replies.schemas import OutcomeBody, OutcomeRead
-from api.web.deps import AgentKey, ServicesDep, SessionDep
+from api.replies.schemas import OutcomeBody, OutcomeRead, PhrasingApproved
+from api.web.deps import AgentKey, EditorKey, ServicesDep, SessionDep
 from api.web.schemas import ErrorBody
-from kb.replies.outcomes import record_outcome
+from kb.replies.outcomes import approve_phrasing, record_outcome
 
-router = APIRouter(prefix="/v1/suggestions", tags=["outcomes"])
+router = APIRouter(tags=["outcomes"])
 
 
 @router.post(
-    "/{suggestion_id}/outcome",
+    "/v1/suggestions/{suggestion_id}/outcome",
     response_model=OutcomeRead,
     responses={code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)},
 )
@@ -25,7 +25,7 @@ def post_outcome(
     body: OutcomeBody,
     services: ServicesDep,
     session: SessionDep,
-    _key: AgentKey,
+    key: AgentKey,
     kit: ReplyKitDep,
 ) -> OutcomeRead:
     """Record sent, edited (with the final text) or rejected (optionally with a better FAQ).
@@ -40,6 +40,8 @@ def post_outcome(
         outcome=body.outcome,
         final_text=body.final_text,
         faq_id=body.faq_id,
+        agent=key.id,
+        agreement=services.settings.phrasing_agreement_agents,
     )
     services.index.commit_and_sync(session, services.session_factory, reindex=result.phrasing_added)
     if not result.repeated:
@@ -52,4 +54,32 @@ def post_outcome(
         phrasing_faq_id=result.phrasing_faq_id,
         repeated=result.repeated,
         threshold=kit.threshold().threshold,
+        phrasing_pending=result.phrasing_pending,
     )
+
+
+@router.post(
+    "/v1/phrasings/{phrasing_id}/approve",
+    response_model=PhrasingApproved,
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 404, 422)},
+)
+def post_approve_phrasing(
+    phrasing_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    services: ServicesDep,
+    session: SessionDep,
+    key: EditorKey,
+) -> PhrasingApproved:
+    """Approve a phrasing learnt from agents' outcomes: it is searchable when this returns.
+
+    Until then (or until enough distinct agents taught it) it shapes neither suggest nor
+    public search. Approving an approved phrasing changes nothing.
+    """
+    phrasing = approve_phrasing(session, phrasing_id, by=f"key {key.id} ({key.name})")
+    result = PhrasingApproved(
+        phrasing_id=phrasing.id,
+        faq_id=phrasing.entry_id,
+        status=phrasing.status.value,
+        approved_by=phrasing.approved_by,
+    )
+    services.index.commit_and_sync(session, services.session_factory)
+    return result

@@ -38,6 +38,20 @@ class OutcomeRead(BaseModel):
     phrasing_faq_id: int | None
     repeated: bool = Field(description="The same outcome was recorded before; nothing changed.")
     threshold: float = Field(description="The abstention threshold now in force.")
+    phrasing_pending: bool = Field(
+        False,
+        description="The post was learnt as a phrasing that waits for an editor's approval or "
+        "more agents' agreement; until then it is not searchable.",
+    )
+
+
+class PhrasingApproved(BaseModel):
+    """A phrasing after an editor's approval."""
+
+    phrasing_id: int
+    faq_id: int
+    status: Literal["approved", "pending"]
+    approved_by: str | None
 
 
 class OutcomeCountsRead(BaseModel):

@@ -211,8 +211,9 @@ def article(
         return RedirectResponse(f"/faq/{entry.slug}{query}", status_code=301)
     revision = entry.current_revision
     assert revision is not None
-    if visitor.countable:
-        source = visitors.parse_source(src)
+    source = visitors.parse_source(src)
+    # Beyond its address's budget a view is shown but not counted (floods do not inflate).
+    if visitor.countable and state.may_count_view(visitor.ip, source):
         search_id = visitors.parse_int(q_id)
         with state.serial_writes():
             views.record_view(
@@ -325,6 +326,12 @@ def search(
         "search_id": None,
     }
     if query:
+        try:
+            state.address_limits.check_search(visitor.ip)
+        except RateLimited as exc:  # beyond the address's budget of searches
+            page = error_page(request, 429, exc.message)
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         outcome = site_search.search_articles(
             session,
             services.index,

@@ -74,6 +74,7 @@ def public_search(
 ) -> PublicSearchResponse:
     """Search published articles with the site's hybrid retrieval (logged, no personal data)."""
     query = site_search.require_query(q)
+    state.address_limits.check_search(visitor.ip)  # 429 + Retry-After beyond the budget
     outcome = site_search.search_articles(
         session,
         services.index,
@@ -225,6 +226,8 @@ def public_view(
     if not visitor.countable:
         return ViewResponse(counted=False, reason="robot")
     source = ViewSource(body.src)
+    if not state.may_count_view(visitor.ip, source):
+        return ViewResponse(counted=False, reason="limited")
     with state.serial_writes():
         counted = site_views.record_view(
             session,

@@ -7,14 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.web.schemas import JsonInt, Lang
+from api.web.schemas import ContentLang, JsonInt, Lang
 from kb.site.votes import MAX_COMMENT_CHARS
 
 
 class PublicArticleLink(BaseModel):
     id: int
     slug: str
-    lang: Lang
+    lang: ContentLang
     category: str
     title: str
     url: str
@@ -91,9 +91,10 @@ class ViewRequest(BaseModel):
 
 class ViewResponse(BaseModel):
     counted: bool
-    reason: Literal["counted", "robot", "repeat"] = Field(
+    reason: Literal["counted", "robot", "repeat", "limited"] = Field(
         description="robot: the User-Agent is a known robot; repeat: the same visitor was "
-        "counted for this revision within the de-duplication window."
+        "counted for this revision within the de-duplication window; limited: the address "
+        "used up its budget of counted views (FAQLOOP_VIEW_COUNT_LIMIT_IP)."
     )
 
 
@@ -125,7 +126,7 @@ class RevisionStatsRead(BaseModel):
 class FaqStats(BaseModel):
     faq_id: int
     slug: str
-    lang: Lang
+    lang: ContentLang
     current_revision_id: int | None
     revisions: list[RevisionStatsRead]
     totals: ViewsBySource

@@ -18,10 +18,10 @@ from api.settings import Settings
 from api.state import Services
 from api.web.deps import services_of
 from api.web.lazy import Lazy
-from api.web.ratelimit import VoteLimits
+from api.web.ratelimit import AddressLimits, VoteLimits
 from kb.faqs.content import load_categories
 from kb.indexing import IndexManager
-from kb.models import FaqEntry
+from kb.models import FaqEntry, ViewSource
 from kb.site import articles as site_articles
 from kb.site import visitors
 
@@ -53,6 +53,8 @@ class SiteState:
     limits: VoteLimits
     tz: ZoneInfo
     view_window: timedelta
+    # Per-address budgets: public searches (429 beyond), counted views (page still shown).
+    address_limits: AddressLimits
     related: LRUCache[tuple[int, int, int, int], list[int]] = field(
         default_factory=lambda: LRUCache(4096)
     )
@@ -76,6 +78,13 @@ class SiteState:
             cached = (mtime, load_categories(self.settings.content_dir))
             self._categories = cached
         return cached[1]
+
+    def may_count_view(self, ip: str | None, source: ViewSource) -> bool:
+        """Whether a view from `ip` may be counted: each address has a budget of counted
+        views, a separate one for arrivals from agents' reply links, so a flood of plain
+        page loads cannot use up the budget of the customers an agent sends."""
+        kind = "reply" if source == ViewSource.reply else "other"
+        return self.address_limits.may_count_view(f"{kind}:{ip}" if ip else None)
 
     @contextmanager
     def serial_writes(self) -> Iterator[None]:
@@ -126,6 +135,7 @@ def build_site_state(services: Services) -> SiteState:
     return SiteState(
         settings=settings,
         limits=VoteLimits.from_settings(settings),
+        address_limits=AddressLimits.from_settings(settings),
         tz=ZoneInfo(settings.stats_timezone),
         view_window=timedelta(minutes=settings.view_window_minutes),
         write_lock=threading.Lock() if settings.db_url.startswith("sqlite") else None,

@@ -170,8 +170,18 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
         ] = None,
+        clean: Annotated[
+            bool,
+            typer.Option(
+                "--clean/--no-clean",
+                help="Clean queries as suggest cleans posts (mentions, URLs, greetings...).",
+            ),
+        ] = True,
     ) -> None:
-        """Recall@1/5/10, MRR@10, nDCG@10 and latency for lexical, dense and hybrid retrieval."""
+        """Recall@1/5/10, MRR@10, nDCG@10 and latency for lexical, dense and hybrid retrieval.
+
+        Queries are cleaned as suggest cleans a post, unless --no-clean.
+        """
         import tempfile
 
         from tqdm import tqdm
@@ -201,7 +211,7 @@ def register(app: typer.Typer) -> None:
         with tempfile.TemporaryDirectory(prefix="faqloop-eval-") as tmp:
             save_temp_index(index, Path(tmp))
         with tqdm(total=len(data.queries) * 4, desc="queries", unit="q", file=sys.stderr) as bar:
-            reports = evaluate(data, index, ids, progress=bar.update)
+            reports = evaluate(data, index, ids, progress=bar.update, clean=clean)
         cols = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "p50_ms", "p95_ms")
         typer.echo(f"{'mode':<8}" + "".join(f"{c:>11}" for c in cols))
         for mode, rep in reports.items():
@@ -212,6 +222,7 @@ def register(app: typer.Typer) -> None:
                 "model": embedder.name,
                 "queries": len(data.queries),
                 "faqs": len(data.faqs),
+                "cleaned": clean,
                 "modes": {m: {c: round(r.metrics[c], 4) for c in cols} for m, r in reports.items()},
             }
             json_out.write_text(json.dumps(body, indent=2) + "\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from dataclasses import replace
+
+from fastapi import APIRouter, Request, Response
 
 from api.replies.deps import ReplyKitDep
 from api.suggest.schemas import (
@@ -18,8 +20,17 @@ from api.web.schemas import ErrorBody
 from kb.models import Role
 from kb.replies.compose import suggest_with_reply
 from kb.replies.file_batch import suggest_batch
+from kb.suggest.service import SuggestPolicy
 
 router = APIRouter(prefix="/v1", tags=["suggest"])
+
+
+def with_origin(policy: SuggestPolicy, request: Request) -> SuggestPolicy:
+    """The policy whose article links are absolute: FAQLOOP_BASE_URL, else the request's own
+    origin (as the trusted proxies report it)."""
+    if policy.base_url.strip():
+        return policy
+    return replace(policy, base_url=str(request.base_url).rstrip("/"))
 
 
 @router.post(
@@ -28,6 +39,7 @@ router = APIRouter(prefix="/v1", tags=["suggest"])
     responses={code: {"model": ErrorBody} for code in (400, 401, 403, 422, 503)},
 )
 def post_suggest(
+    request: Request,
     body: SuggestRequest,
     services: ServicesDep,
     session: SessionDep,
@@ -46,7 +58,7 @@ def post_suggest(
         session,
         services.index,
         services.calibration,
-        kit.suggest_policy(),
+        with_origin(kit.suggest_policy(), request),
         kit.policy,
         text=body.text,
         lang=body.lang,
@@ -68,6 +80,7 @@ def post_suggest(
     responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 503)},
 )
 def post_suggest_batch(
+    request: Request,
     body: BatchRequest,
     services: ServicesDep,
     session: SessionDep,
@@ -83,7 +96,7 @@ def post_suggest_batch(
         session,
         services.index,
         services.calibration,
-        kit.suggest_policy(),
+        with_origin(kit.suggest_policy(), request),
         kit.policy,
         posts=[p.model_dump() for p in body.posts],
         channel=body.channel,

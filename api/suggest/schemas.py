@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.web.schemas import JsonInt, Lang
+from api.web.schemas import ContentLang, JsonInt
 from kb.replies.compose import AssistedSuggestion
 from kb.replies.file_batch import assisted_record
 
@@ -15,7 +15,9 @@ class SuggestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="The customer's post.")
-    lang: Lang | None = Field(None, description="ja or en; detected from the text when absent.")
+    lang: ContentLang | None = Field(
+        None, description="The post's language; detected from the text when absent."
+    )
     k: JsonInt | None = Field(
         None, description="How many candidates (1 to the configured maximum)."
     )
@@ -28,6 +30,10 @@ class CandidateRead(BaseModel):
     title: str
     url: str
     score: float
+    category: str = Field("", description="The article's category.")
+    article_lang: ContentLang = Field(
+        "en", description="The article's language (another than the post's when none exists)."
+    )
 
 
 class TriageRead(BaseModel):
@@ -57,7 +63,12 @@ class SuggestResponse(BaseModel):
     best: CandidateRead | None
     confidence: float = Field(ge=0.0, le=1.0)
     abstained: bool
-    lang: Lang
+    lang: ContentLang = Field(description="The post's language (given or detected).")
+    cross_language: bool = Field(
+        False,
+        description="No article exists in the post's language: the candidates are in "
+        "another one, and the confidence is calibrated for that case.",
+    )
     latency_ms: float
     triage: TriageRead | None = None
     reply: ReplyRead | None = Field(
@@ -82,7 +93,7 @@ class BatchPost(BaseModel):
 
     id: str | None = Field(None, max_length=200, description="Echoed in the result.")
     text: str = Field(description="The customer's post.")
-    lang: Lang | None = None
+    lang: ContentLang | None = None
     k: JsonInt | None = None
     channel: str | None = Field(None, max_length=32, description="Overrides the batch's.")
 

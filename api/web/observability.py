@@ -13,11 +13,13 @@ Prometheus text format at `/metrics`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -75,11 +77,57 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# What database errors add to their messages: the statement, its parameters (post and answer
+# texts) and PostgreSQL's DETAIL line, which quotes the conflicting values.
+_SQL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"\[parameters: .*?\](?=\s*(?:\(Background on this error|$))", re.DOTALL),
+        "[parameters: hidden]",
+    ),
+    (
+        re.compile(
+            r"\[SQL: .*?\](?=\s*(?:\[parameters|\[SQL parameters|\(Background on this error|$))",
+            re.DOTALL,
+        ),
+        "[SQL: hidden]",
+    ),
+    (re.compile(r"(?m)^(\s*)(DETAIL|HINT|CONTEXT|WHERE):[^\n]*"), r"\1\2: [hidden]"),
+)
+
+
 def redact(text: str) -> str:
-    """`text` with API keys, bearer tokens, cookies and URL passwords masked."""
+    """`text` with API keys, bearer tokens, cookies, URL passwords and the SQL, parameters
+    and value-quoting details of database errors masked."""
+    for pattern, replacement in _SQL_PATTERNS:
+        text = pattern.sub(replacement, text)
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+_base_record_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Make a record whose message and traceback text are already redacted, so every
+    handler (ours, pytest's, a library's) writes only the redacted form."""
+    record = _base_record_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: leave it for logging to report
+        return record
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+    return record
+
+
+def install_log_redaction() -> None:
+    """Redact every log record of the process at creation (idempotent)."""
+    if logging.getLogRecordFactory() is not _redacting_record_factory:
+        logging.setLogRecordFactory(_redacting_record_factory)
 
 
 # ------------------------------------------------------------------------------ logging
@@ -114,7 +162,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 body[name] = value
         if record.exc_info:
-            body["exc"] = redact(self.formatException(record.exc_info))
+            body["exc"] = redact(record.exc_text or self.formatException(record.exc_info))
         return json.dumps(body, ensure_ascii=False, default=str)
 
 
@@ -135,6 +183,7 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(
             RedactingTextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+    install_log_redaction()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -272,11 +321,28 @@ def _loggable_path(path: str) -> str:
     return path if _LOGGABLE_PATH_RE.match(path) else "[redacted]"
 
 
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+def looks_like_secret(text: str) -> bool:
+    """Whether a token could be an API key or another random secret (not to be echoed or
+    logged): an `fql_` key, a long mixed-case token, or a long run of hex or base64."""
+    if "fql_" in text.lower():
+        return True
+    if _UUID_RE.match(text):
+        return False
+    core = re.sub(r"[._:-]", "", text)
+    mixed = re.search(r"[A-Z]", core) and re.search(r"[a-z]", core) and re.search(r"[0-9]", core)
+    return bool(mixed and len(core) >= 20) or re.search(r"[A-Za-z0-9]{40,}", text) is not None
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers") or ():
         if name == b"x-request-id":
             text = value.decode("latin-1").strip()
-            return text if _REQUEST_ID_RE.match(text) else None
+            if not _REQUEST_ID_RE.match(text) or looks_like_secret(text):
+                return None
+            return text
     return None
 
 
@@ -372,25 +438,37 @@ class ObservabilityMiddleware:
 def install(app: FastAPI, settings: Settings) -> Metrics:
     """Add the limits, the observability middleware and `/metrics` to `app`.
 
-    Order, outermost first: request id + access log + metrics (so every answer, the limits'
-    own included, is counted and logged), timeout, body size, per-key suggest rate.
+    Order, outermost first: trusted proxies (client address and scheme), request id +
+    access log + metrics (so every answer, the limits' own included, is counted and
+    logged), timeout, body size, per-key suggest rate.
     """
+    from api.web.apidocs import install_api_docs
     from api.web.limits import (
         BodySizeLimitMiddleware,
         SuggestRateLimitMiddleware,
         TimeoutMiddleware,
         document_limits,
     )
-    from api.web.ratelimit import RateLimiter
+    from api.web.proxies import TrustedProxies, TrustedProxyMiddleware, parse_proxies
+    from api.web.ratelimit import RateLimiter, limit_storage
 
+    install_log_redaction()
     metrics = Metrics(lambda: getattr(app.state, "services", None))
     app.state.metrics = metrics
     if settings.suggest_rate_limit > 0:
-        limiter = RateLimiter("suggest", settings.suggest_rate_limit, settings.suggest_rate_window)
+        limiter = RateLimiter(
+            "suggest",
+            settings.suggest_rate_limit,
+            settings.suggest_rate_window,
+            storage=limit_storage(settings),
+        )
         app.add_middleware(SuggestRateLimitMiddleware, limiter=limiter)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    # Outermost: the client's address and scheme as trusted proxies report them.
+    proxies = TrustedProxies(parse_proxies(settings.trusted_proxies))
+    app.add_middleware(TrustedProxyMiddleware, proxies=proxies)
 
     @app.get(
         "/metrics",
@@ -404,14 +482,61 @@ def install(app: FastAPI, settings: Settings) -> Metrics:
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     document_limits(app)
+    install_api_docs(app)
     return metrics
+
+
+MIN_SECRET_BYTES = 32
+
+
+def secret_settings() -> list[str]:
+    """Names of every secret setting (every field named *_secret)."""
+    return [name for name in Settings.model_fields if name.endswith("_secret")]
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """Secrets at their development default or shorter than MIN_SECRET_BYTES (UTF-8)."""
+    return [
+        name
+        for name in secret_settings()
+        if getattr(settings, name) == Settings.model_fields[name].default
+        or len(str(getattr(settings, name)).encode()) < MIN_SECRET_BYTES
+    ]
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address (or `localhost`) that only this machine can reach."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_insecure_secrets(settings: Settings, host: str) -> str | None:
+    """Why serving on `host` with these secrets is refused, or None when it may go ahead.
+
+    Binding beyond loopback needs every secret set, at least MIN_SECRET_BYTES long, unless
+    FAQLOOP_ALLOW_INSECURE_SECRETS is true (demos).
+    """
+    weak = weak_secrets(settings)
+    if not weak or is_loopback(host) or settings.allow_insecure_secrets:
+        return None
+    names = ", ".join(f"FAQLOOP_{name.upper()}" for name in weak)
+    return (
+        f"refusing to serve on {host}: {names} is a development default or shorter than "
+        f'{MIN_SECRET_BYTES} bytes. Set a long random value (e.g. `python -c "import secrets; '
+        f'print(secrets.token_urlsafe(48))"`), or FAQLOOP_ALLOW_INSECURE_SECRETS=true for a demo'
+    )
 
 
 def warn_about_default_secrets(settings: Settings) -> list[str]:
     """Log a warning for each secret still at its development default; returns their names."""
     defaults = [
         name
-        for name in ("visitor_secret", "pseudonym_secret")
+        for name in secret_settings()
         if getattr(settings, name) == Settings.model_fields[name].default
     ]
     for name in defaults:

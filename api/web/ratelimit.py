@@ -1,22 +1,47 @@
-"""Rate limits per key (suggest requests per API key, votes per visitor and per address).
+"""Rate limits per key (suggest per API key, votes per visitor and per address, public
+searches and counted views per address, sign-in attempts).
 
-Built on the `limits` library: a moving window whose counts live in a `limits` storage,
-in process (`MemoryStorage`) unless a shared one is passed in.
+Built on the `limits` library: a moving window whose counts live in a `limits` storage:
+Redis when FAQLOOP_REDIS_URL is set (every replica shares one budget), in process
+(`MemoryStorage`) otherwise. `limit_storage(settings)` is the one place that chooses.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
-from limits.storage import MemoryStorage, Storage
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from api.settings import Settings
 from kb.errors import RateLimited
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "faqloop"
+_redis_storages: dict[tuple[str, str], RedisStorage] = {}
+_redis_lock = threading.Lock()
+
+
+def limit_storage(settings: Settings, *, key_prefix: str = KEY_PREFIX) -> Storage:
+    """Where limits count: the shared Redis of FAQLOOP_REDIS_URL, else a new in-process store.
+
+    One Redis client (and connection pool) per URL and prefix is kept for the process.
+    """
+    url = settings.redis_url.strip()
+    if not url:
+        return MemoryStorage()
+    with _redis_lock:
+        storage = _redis_storages.get((url, key_prefix))
+        if storage is None:
+            storage = RedisStorage(url, key_prefix=key_prefix, wrap_exceptions=True)
+            _redis_storages[(url, key_prefix)] = storage
+        return storage
 
 
 class RateLimiter:
@@ -29,6 +54,7 @@ class RateLimiter:
     def __init__(
         self, name: str, limit: int, window: float, *, storage: Storage | None = None
     ) -> None:
+        self.name = name
         self.limit = limit
         self.window = max(1, math.ceil(window))
         self._item = RateLimitItemPerSecond(limit, self.window, namespace=f"faqloop-{name}")
@@ -44,10 +70,15 @@ class RateLimiter:
         is until the oldest hit leaves the window; a cost above 1 may have to wait again.
         """
         cost = min(max(cost, 1), self.limit)
-        with self._lock:
-            if self._strategy.hit(self._item, key, cost=cost):
-                return 0
-            reset = self._strategy.get_window_stats(self._item, key).reset_time
+        try:
+            with self._lock:
+                if self._strategy.hit(self._item, key, cost=cost):
+                    return 0
+                reset = self._strategy.get_window_stats(self._item, key).reset_time
+        except StorageError:
+            # The shared store is down: serve (unlimited) rather than fail every request.
+            log.warning("rate limit storage unavailable; %s not limited", self.name)
+            return 0
         return max(1, math.ceil(reset - time.time()))
 
 
@@ -60,8 +91,8 @@ class VoteLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, storage: Storage | None = None) -> VoteLimits:
-        """The FAQLOOP_VOTE_RATE_* limits, counted in `storage` (in process by default)."""
-        storage = storage if storage is not None else MemoryStorage()
+        """The FAQLOOP_VOTE_RATE_* limits, counted in `storage` (default: `limit_storage`)."""
+        storage = storage if storage is not None else limit_storage(settings)
         window = settings.vote_rate_window
         return cls(
             per_visitor=RateLimiter(
@@ -84,3 +115,49 @@ class VoteLimits:
                 f"Please wait {seconds} seconds and try again",
                 retry_after=seconds,
             )
+
+
+@dataclass
+class AddressLimits:
+    """Per-address limits of the public site: searches (refused beyond), views (not counted)."""
+
+    search: RateLimiter | None
+    view_count: RateLimiter | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, storage: Storage | None = None) -> AddressLimits:
+        """FAQLOOP_SEARCH_RATE_* and FAQLOOP_VIEW_COUNT_* (a limit of 0: none)."""
+        storage = storage if storage is not None else limit_storage(settings)
+        search = view_count = None
+        if settings.search_rate_limit > 0:
+            search = RateLimiter(
+                "search-ip",
+                settings.search_rate_limit,
+                settings.search_rate_window,
+                storage=storage,
+            )
+        if settings.view_count_limit_ip > 0:
+            view_count = RateLimiter(
+                "views-ip",
+                settings.view_count_limit_ip,
+                settings.view_count_window,
+                storage=storage,
+            )
+        return cls(search=search, view_count=view_count)
+
+    def check_search(self, ip: str | None) -> None:
+        """Count one public search from `ip`; RateLimited (with seconds to wait) beyond."""
+        if self.search is None or not ip:
+            return
+        seconds = self.search.hit(ip)
+        if seconds > 0:
+            raise RateLimited(
+                f"too many searches from your network; please wait {seconds} seconds and try again",
+                retry_after=seconds,
+            )
+
+    def may_count_view(self, ip: str | None) -> bool:
+        """Count one view from `ip` towards its budget; False when beyond it."""
+        if self.view_count is None or not ip:
+            return True
+        return self.view_count.hit(ip) == 0

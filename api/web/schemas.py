@@ -6,7 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator
 
+# A language of the interface (site pages, editor pages).
 Lang = Literal["ja", "en"]
+# A language of an article or a post: kb.text.language.CONTENT_LANGUAGES (a test keeps the
+# two lists equal), ISO 639-1.
+ContentLang = Literal["ja", "en", "zh", "ko", "es", "fr", "de", "pt", "th", "vi", "id"]
 
 
 def _json_integer(value: object) -> object:

@@ -14,6 +14,11 @@ from indexer.lexical.scripts import JAPANESE, JAPANESE_CHAR
 
 _JA = JAPANESE_CHAR
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+# Scripts written without spaces between words (Thai) or read best as syllable bigrams
+# (Hangul), and words of any other script.
+_HANGUL_THAI = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af\u0e00-\u0e7f"
+_SYLLABIC = re.compile(f"[{_HANGUL_THAI}]")
+_GENERIC_RUN = re.compile(f"[{_HANGUL_THAI}]+|[^\\W_{_HANGUL_THAI}]+(?:['’][^\\W_]+)?")
 
 # A short English stop list: function words that BM25's IDF would only partly discount and
 # that make "how do I ..." questions all look alike.
@@ -117,10 +122,29 @@ class Tokenizer:
         return terms
 
     def _english(self, text: str) -> list[str]:
+        if not text.isascii():
+            return self._generic(text)
         words = [w for w in _WORD.findall(text) if w not in EN_STOPWORDS]
         if not self.stem:
             return words
         return [str(s) for s in self._stemmer.stemWords(words)]
+
+    def _generic(self, text: str) -> list[str]:
+        """Other languages: bigrams of Hangul and Thai runs (no spaces between Thai words,
+        and Korean words carry their particles), whole lower-case words otherwise (accents
+        kept: es, fr, de, pt, vi, id); ASCII words still go through the English analysis."""
+        terms: list[str] = []
+        for m in _GENERIC_RUN.finditer(text):
+            run = m.group(0)
+            if run.isascii():
+                terms.extend(self._english(run))
+            elif _SYLLABIC.match(run):
+                terms.extend(
+                    [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+                )
+            else:
+                terms.append(run)
+        return terms
 
     def _bigrams(self, text: str) -> list[str]:
         terms: list[str] = []

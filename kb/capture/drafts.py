@@ -23,8 +23,8 @@ from kb.capture.ingest import (
     thread_question,
 )
 from kb.capture.thread_input import MAX_CATEGORY, MAX_REASON
-from kb.errors import InvalidInput, InvalidTransition, NotFound
-from kb.faqs.entries import MAX_ANSWER, MAX_QUESTION, create_entry, record_change
+from kb.errors import InvalidInput, InvalidTransition, NotFound, Unprocessable
+from kb.faqs.entries import MAX_ANSWER, MAX_QUESTION, create_entry, record_change, slugify
 from kb.models import (
     DraftStatus,
     EntryStatus,
@@ -34,7 +34,8 @@ from kb.models import (
     ThreadStatus,
     utcnow,
 )
-from kb.text.language import LANGUAGES
+from kb.text.cleaning import is_substantive_answer
+from kb.text.language import CONTENT_LANGUAGES
 
 # --------------------------------------------------------------------------------------
 # Demand and listing
@@ -94,6 +95,12 @@ def demand_of(
 SORTS = ("demand", "growth", "recent", "newest")
 
 
+def needs_answer(draft: FaqDraft) -> bool:
+    """Whether a draft is unanswered demand: none of its threads got a substantive agent
+    answer (and no editor wrote one). It cannot be published until it has an answer."""
+    return not is_substantive_answer(draft.answer or "")
+
+
 @dataclass
 class DraftView:
     """A draft with its demand and its source threads (posts loaded)."""
@@ -101,6 +108,11 @@ class DraftView:
     draft: FaqDraft
     demand: Demand
     threads: list[Thread]
+
+    @property
+    def needs_answer(self) -> bool:
+        """Unanswered demand (see `needs_answer`)."""
+        return needs_answer(self.draft)
 
 
 def _sort_key(sort: str) -> Any:
@@ -126,8 +138,13 @@ def list_drafts(
     limit: int = 50,
     offset: int = 0,
     now: datetime | None = None,
+    unanswered: bool | None = None,
 ) -> tuple[list[DraftView], int]:
-    """A page of drafts sorted by demand (thread count, then growth) or by growth."""
+    """A page of drafts sorted by demand (thread count, then growth) or by growth.
+
+    `unanswered` True lists only unanswered demand (`needs_answer`), False only drafts
+    with an answer, None both.
+    """
     if sort not in SORTS:
         raise InvalidInput(f"sort must be one of {', '.join(SORTS)}")
     query = select(FaqDraft)
@@ -136,6 +153,8 @@ def list_drafts(
     if language is not None:
         query = query.where(FaqDraft.language == language)
     drafts = list(session.scalars(query.order_by(FaqDraft.id)))
+    if unanswered is not None:
+        drafts = [d for d in drafts if needs_answer(d) == unanswered]
     demand = demand_of(session, [d.id for d in drafts], now=now)
     views = [DraftView(d, demand[d.id], []) for d in drafts]
     views.sort(key=_sort_key(sort))
@@ -245,8 +264,8 @@ def _check_draft_text(question: str, answer: str, category: str | None, language
         raise InvalidInput(f"answer is longer than {MAX_ANSWER} characters")
     if category is not None and len(category) > MAX_CATEGORY:
         raise InvalidInput(f"category is longer than {MAX_CATEGORY} characters")
-    if language not in LANGUAGES:
-        raise InvalidInput(f"lang must be one of {', '.join(LANGUAGES)}")
+    if language not in CONTENT_LANGUAGES:
+        raise InvalidInput(f"lang must be one of {', '.join(CONTENT_LANGUAGES)}")
 
 
 def update_draft(
@@ -294,6 +313,34 @@ class ReviewResult:
     phrasings_added: int
 
 
+_NON_LATIN = ("ja", "zh", "ko", "th")
+
+
+def draft_slug(session: Session, draft: FaqDraft, question: str) -> tuple[str, str]:
+    """The slug and translation group of a published draft, by the seed content's
+    convention (faq_content/README.md): the group is the topic in ASCII words; the English
+    article's slug is the group, another language's is group + "-" + language
+    ("reset-password" / "reset-password-ja").
+
+    The topic comes from the question's words in a Latin-script language; in Japanese,
+    Chinese, Korean or Thai (whose stray Latin words, "Wi-Fi", "eSIM", name no topic) and
+    when there are none, it is `draft-<id>`. A taken group gets a number ("esim-setup-2",
+    "esim-setup-2-ja").
+    """
+    latin = draft.language not in _NON_LATIN
+    topic = (slugify(question)[:60].strip("-") if latin else "") or f"draft-{draft.id}"
+    suffix = "" if draft.language == "en" else f"-{draft.language}"
+    group, n = topic, 2
+    while session.scalar(
+        select(FaqEntry.id).where(
+            (FaqEntry.slug == group + suffix) | (FaqEntry.translation_group == group)
+        )
+    ):
+        group = f"{topic}-{n}"
+        n += 1
+    return group + suffix, group
+
+
 def publish_draft(
     session: Session,
     draft_id: int,
@@ -311,12 +358,20 @@ def publish_draft(
     if not category:
         raise InvalidInput("category is required to publish (the draft has none yet)")
     _check_draft_text(question, answer, category, draft.language)
+    if not is_substantive_answer(answer):
+        raise Unprocessable(
+            f"draft {draft.id} has no answer yet (none of its threads got one): write the "
+            "answer before publishing"
+        )
+    slug, group = draft_slug(session, draft, question)
     entry = create_entry(
         session,
         question=question,
         answer=answer,
         category=category,
         language=draft.language,
+        slug=slug,
+        translation_group=group,
         author=author,
         reason=f"published from draft {draft.id}",
     )

@@ -71,6 +71,10 @@ class CapturePolicy:
     # Threads clustered together at most (the similarity matrix is quadratic).
     max_cluster_batch: int = 1000
     search_k: int = 5
+    # Public URLs of the site besides relative links (FAQLOOP_BASE_URL and
+    # FAQLOOP_PUBLIC_ORIGINS): an agent's link to /faq/<slug> under one marks the thread
+    # covered by that article.
+    public_origins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -107,6 +111,9 @@ class ThreadOutcome:
     # The best match of the retrieval even when not confident enough (for measurement).
     best_faq_id: int | None = None
     phrasing_added: bool = False
+    # How the thread came to be covered: "faq_id" (given), "link" (an agent linked the
+    # article), "match" (retrieval was confident), "draft" (a published draft took it).
+    covered_by: str | None = None
 
 
 @dataclass
@@ -129,6 +136,7 @@ class _Pending:
     outcome: ThreadOutcome
     link: int | None
     sort_key: tuple[str, str, str]
+    via: str | None = None
 
 
 def thread_question(posts: Sequence[ThreadPost]) -> str:
@@ -166,6 +174,24 @@ def _resolve_link(session: Session, faq_id: int | None) -> int | None:
         raise InvalidInput(f"faq_id {faq_id} does not exist") from exc
 
 
+def linked_entry(session: Session, item: ThreadIn, origins: Sequence[str]) -> int | None:
+    """The live article an agent's reply links to (the first that resolves), or None.
+
+    Links are read from the raw agent text, before cleaning drops them: relative, under
+    one of `origins`, with any query string or fragment; a merged article's old slug leads
+    to the article it was merged into. Unknown slugs and archived articles are ignored.
+    """
+    for post in item.posts:
+        if post.role != PostRole.agent:
+            continue
+        for slug in cleaning.faq_link_slugs(post.text, origins):
+            entry = session.scalar(select(FaqEntry).where(FaqEntry.slug == slug))
+            live = _live_entry(session, entry.id) if entry is not None else None
+            if live is not None:
+                return live.id
+    return None
+
+
 def ingest_threads(
     session: Session,
     capture: Capture,
@@ -192,7 +218,12 @@ def ingest_threads(
                 raise
             report.rejected.append((position, exc.message))
             continue
+        via = "faq_id" if link is not None else None
+        if link is None:
+            link = linked_entry(session, item, capture.policy.public_origins)
+            via = "link" if link is not None else None
         stored = _store(session, capture, item, link, report, machine_made)
+        stored.via = via
         key = (item.channel, item.external_id)
         previous = by_key.get(key)
         if previous is not None:  # the same thread twice in one batch: the last one wins
@@ -388,6 +419,7 @@ def _file_threads(
         for p in part:
             if p.link is not None:
                 _cover(session, p, p.link, report, None)
+                p.outcome.covered_by = p.via or "faq_id"
                 continue
             best, confidence = _best_match(session, capture, p, vec_of[id(p)])
             p.outcome.confidence = round(confidence, 4)
@@ -395,6 +427,7 @@ def _file_threads(
             entry_id = best if confidence >= capture.policy.cover_threshold else None
             if entry_id is not None:
                 _cover(session, p, entry_id, report, None)
+                p.outcome.covered_by = "match"
             else:
                 uncovered.append(p)
         if progress is not None:
@@ -504,6 +537,7 @@ def _cluster(
                 report.touched_drafts.add(draft.id)
             elif (entry := _live_entry(session, draft.entry_id)) is not None:
                 _cover(session, p, entry.id, report, draft.id)
+                p.outcome.covered_by = "draft"
             else:  # its entry was archived since: the thread needs a draft of its own
                 rest.append(i)
     if not rest:
@@ -609,7 +643,9 @@ def representative(
 
     The medoid is the question most similar on average to the others (ties: the shorter,
     then the oldest).
-    The answer is the non-empty agent reply whose passage vector is closest to the mean of
+    The answer is the substantive agent reply (kb.text.cleaning.is_substantive_answer: not
+    only "please DM us", "we'll look into it" or greetings; "" when none is) whose passage
+    vector is closest to the mean of
     the questions' vectors, the retrieval model's own notion of "answers this"; a reply of
     fewer than 20 characters ("DMで伺います" left nothing) is used only when none is longer.
     """
@@ -621,7 +657,9 @@ def representative(
         range(len(questions)), key=lambda i: (-round(centrality[i], 4), len(questions[i]), i)
     )
     question = questions[best]
-    candidates = [a for a in answers if a.strip()]
+    # Only a reply that answers something can be a draft's answer: without one the draft
+    # is unanswered demand (kb.capture.drafts.needs_answer), never an empty article.
+    candidates = [a for a in answers if cleaning.is_substantive_answer(a)]
     if not candidates:
         return question, ""
     substantive = [a for a in candidates if len(a) >= 20] or candidates

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from kb.errors import InvalidInput
 from kb.models import (
@@ -19,6 +20,55 @@ MAX_EXTERNAL_ID = 200
 MAX_URL = 2000
 MAX_REASON = 500
 MAX_CATEGORY = 64
+_X_HOSTS = frozenset({"x.com", "twitter.com", "mobile.twitter.com", "mobile.x.com"})
+_INSTAGRAM_HOSTS = frozenset({"instagram.com", "m.instagram.com"})
+_INSTAGRAM_POSTS = frozenset({"p", "reel", "reels", "tv"})
+_HANDLE_FIRST_HOSTS = frozenset({"threads.net", "threads.com", "tiktok.com", "m.tiktok.com"})
+
+
+def url_without_handle(url: str) -> str | None:
+    """A thread's URL with the customer's handle removed, or None when it only names them.
+
+    X/Twitter `https://x.com/<handle>/status/<id>` becomes `https://x.com/i/status/<id>`
+    (which X still resolves); Instagram `/<handle>/p/<code>` becomes `/p/<code>`; on other
+    sites a path segment `@handle` is dropped. Profile and story URLs, and `mailto:` (an
+    e-mail address), give None. Query strings and fragments of these sites (share and
+    tracking ids) are dropped; other URLs lose only a `user:password@` part.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:  # not parseable: it cannot be checked for a handle, so it is dropped
+        return None
+    if parts.scheme.lower() == "mailto":
+        return None
+    host = (parts.hostname or "").lower()
+    bare = host.removeprefix("www.")
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    segments = [seg for seg in parts.path.split("/") if seg]
+    scheme = parts.scheme.lower() or "https"
+    if bare in _X_HOSTS:
+        for i, seg in enumerate(segments[:-1]):
+            if seg in ("status", "statuses") and segments[i + 1].isdigit():
+                return f"https://x.com/i/status/{segments[i + 1]}"
+        return None
+    if bare in _INSTAGRAM_HOSTS:
+        for i, seg in enumerate(segments[:-1]):
+            if seg in _INSTAGRAM_POSTS:
+                return f"https://www.instagram.com/{seg}/{segments[i + 1]}/"
+        return None
+    if bare in _HANDLE_FIRST_HOSTS:
+        kept = [seg for seg in segments if not seg.startswith(("@", "%40"))]
+        if len(kept) < 2:  # a profile, not a post
+            return None
+        return urlunsplit((scheme, netloc, "/" + "/".join(kept), "", ""))
+    kept = [seg for seg in segments if not seg.startswith(("@", "%40"))]
+    path = "/" + "/".join(kept) if kept else ("/" if parts.path else "")
+    if path and parts.path.endswith("/") and kept:
+        path += "/"
+    return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
+
+
 # --------------------------------------------------------------------------------------
 # Input
 # --------------------------------------------------------------------------------------
@@ -128,6 +178,7 @@ def thread_from_dict(data: object) -> ThreadIn:
     url = _text(data, "url", "url", required=False, limit=MAX_URL) or None
     if url is not None and not url.lower().startswith(("http://", "https://", "mailto:")):
         raise InvalidInput("url must start with http://, https:// or mailto:")
+    url = url_without_handle(url) if url is not None else None
     raw_faq = data.get("faq_id")
     faq_id: int | None = None
     if raw_faq not in (None, ""):

@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from kb.errors import ContentError
-from kb.text.language import LANGUAGES
+from kb.errors import ContentError, Unprocessable
+from kb.text.language import CONTENT_LANGUAGES
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# The whole string (\A...\Z: `$` would also accept a trailing newline).
+SLUG_RE = re.compile(r"\A[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 _REQUIRED = ("id", "slug", "category", "language")
 
 
@@ -62,8 +63,8 @@ def _validated(meta: dict[str, Any], question: str, answer: str, source: str) ->
     slug, language = str(meta["slug"]), str(meta["language"])
     if not SLUG_RE.match(slug):
         raise ContentError(f"{source}: slug {slug!r} must be lowercase letters, digits, hyphens")
-    if language not in LANGUAGES:
-        raise ContentError(f"{source}: language {language!r} is not one of {LANGUAGES}")
+    if language not in CONTENT_LANGUAGES:
+        raise ContentError(f"{source}: language {language!r} is not one of {CONTENT_LANGUAGES}")
     questions = meta.get("questions") or []
     if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
         raise ContentError(f"{source}: questions must be a list of strings")
@@ -138,3 +139,21 @@ def load_categories(directory: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ContentError(f"{path}: must map category keys to names")
     return {str(k): dict(v or {}) for k, v in data.items()}
+
+
+def check_category(category: str | None, directory: Path) -> None:
+    """Unprocessable (422) unless `category` is a key of `categories.yaml` in `directory`.
+
+    Categories are managed data: `categories.yaml` of the content directory is their one
+    source (names, order), so an article or draft may only use a category listed there.
+    None (not given) and a content directory without the file pass unchecked.
+    """
+    if category is None:
+        return
+    known = load_categories(directory)
+    if known and category.strip() not in known:
+        raise Unprocessable(
+            f"unknown category {category.strip()!r}: use one of {', '.join(sorted(known))} "
+            f"(or add it to {directory / 'categories.yaml'})",
+            detail={"category": category.strip(), "known": sorted(known)},
+        )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from kb.errors import Conflict, InvalidInput, NotFound
+from kb.db import lock_rows
+from kb.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from kb.faqs.content import SLUG_RE, Article
 from kb.models import (
     EntryChange,
@@ -20,13 +22,19 @@ from kb.models import (
     FaqEntry,
     FaqRevision,
     PhrasingSource,
+    PhrasingStatus,
     QuestionPhrasing,
 )
-from kb.text.language import LANGUAGES, dedup_key, normalize_text
+from kb.text.language import CONTENT_LANGUAGES, dedup_key, normalize_text
 
+# The entry table, for row locks (typed as a table for `kb.db.lock_rows`).
+ENTRY_TABLE = cast(Table, FaqEntry.__table__)
 MAX_QUESTION = 500
 MAX_ANSWER = 50_000
 MAX_PHRASINGS = 100
+MAX_SLUG = 200
+# Attempts at a generated slug when concurrent creates pick the same one (see create_and_commit).
+SLUG_ATTEMPTS = 8
 
 
 @dataclass
@@ -56,6 +64,42 @@ def get_entry_or_raise(session: Session, entry_id: int) -> FaqEntry:
     if entry is None:
         raise NotFound(f"FAQ {entry_id} not found")
     return entry
+
+
+def version_of(entry: FaqEntry) -> int:
+    """The entry's version: its current revision number (0 before the first revision)."""
+    return entry.current_revision.number if entry.current_revision else 0
+
+
+def check_version(entry: FaqEntry, expected: int | None) -> None:
+    """PreconditionFailed unless `expected` (when given) is the entry's current version."""
+    if expected is not None and expected != version_of(entry):
+        raise PreconditionFailed(
+            f"FAQ {entry.id} is at version {version_of(entry)}, not {expected}: "
+            "it was changed since you read it; reload it and apply your change again"
+        )
+
+
+def lock_entry(session: Session, entry_id: int, *, expected_version: int | None = None) -> FaqEntry:
+    """The entry, locked until the session's transaction ends (see `kb.db.lock_rows`), read
+    after the lock; PreconditionFailed when `expected_version` is stale, NotFound if absent.
+    """
+    lock_rows(session, ENTRY_TABLE, [entry_id])
+    entry = get_entry_or_raise(session, entry_id)
+    check_version(entry, expected_version)
+    return entry
+
+
+def normalize_slug(slug: str) -> str:
+    """The slug in canonical form (NFKC, trimmed, lowercase); InvalidInput unless the whole
+    of it is lowercase ASCII letters and digits in hyphen-separated words."""
+    canonical = unicodedata.normalize("NFKC", slug).strip().lower()
+    if not SLUG_RE.match(canonical) or len(canonical) > MAX_SLUG:
+        raise InvalidInput(
+            f"slug must be at most {MAX_SLUG} lowercase letters and digits, in words "
+            "separated by single hyphens (e.g. 'reset-password')"
+        )
+    return canonical
 
 
 def get_entry_by_slug(session: Session, slug: str) -> FaqEntry | None:
@@ -160,8 +204,8 @@ def _check_text(question: str, answer: str, category: str, language: str) -> tup
         raise InvalidInput(f"answer is longer than {MAX_ANSWER} characters")
     if not category.strip():
         raise InvalidInput("category must not be empty")
-    if language not in LANGUAGES:
-        raise InvalidInput(f"lang must be one of {', '.join(LANGUAGES)}")
+    if language not in CONTENT_LANGUAGES:
+        raise InvalidInput(f"lang must be one of {', '.join(CONTENT_LANGUAGES)}")
     return question, answer
 
 
@@ -172,12 +216,39 @@ def slugify(text: str) -> str:
     return "-".join(words)[:80].strip("-")
 
 
-def _unique_slug(session: Session, base: str) -> str:
+def _unique_slug(session: Session, base: str, *, attempt: int = 0) -> str:
     slug, n = base, 2
+    if attempt >= 2:
+        # Concurrent creates keep picking the same next free number: add a random word.
+        base = slug = f"{base[:70]}-{uuid.uuid4().hex[:6]}"
     while session.scalar(select(FaqEntry.id).where(FaqEntry.slug == slug)) is not None:
         slug = f"{base}-{n}"
         n += 1
     return slug
+
+
+def create_and_commit(
+    session: Session, commit: Callable[[], Any], **fields: Any
+) -> tuple[FaqEntry, Any]:
+    """`create_entry(session, **fields)`, then `commit()`; returns the entry and what
+    `commit` returned.
+
+    When a concurrent create took the same slug first: an explicit slug is Conflict; a
+    generated one is chosen again (a numbered, then a random suffix) and the create retried,
+    so concurrent creates with one title all succeed.
+    """
+    for attempt in range(SLUG_ATTEMPTS):
+        try:
+            entry = create_entry(session, _attempt=attempt, **fields)
+            return entry, commit()
+        except IntegrityError as exc:
+            session.rollback()
+            if fields.get("slug") is not None:
+                raise Conflict(
+                    f"slug {normalize_slug(fields['slug'])!r} is already used "
+                    "(a concurrent request took it)"
+                ) from exc
+    raise Conflict("could not find a free slug for this title; give one explicitly")
 
 
 def create_entry(
@@ -194,17 +265,22 @@ def create_entry(
     author: str = "",
     reason: str = "created",
     phrasing_source: PhrasingSource = PhrasingSource.editor,
+    _attempt: int = 0,
 ) -> FaqEntry:
-    """Create a published entry with its first revision and phrasings."""
+    """Create a published entry with its first revision and phrasings.
+
+    An explicit slug is normalised (`normalize_slug`) and must be free (Conflict); without
+    one, a free slug is made from the question. Concurrent creates may still collide at
+    commit: `create_and_commit` handles that.
+    """
     question, answer = _check_text(question, answer, category, language)
     if slug is not None:
-        if not SLUG_RE.match(slug):
-            raise InvalidInput("slug must be lowercase letters, digits and hyphens")
+        slug = normalize_slug(slug)
         if session.scalar(select(FaqEntry.id).where(FaqEntry.slug == slug)) is not None:
             raise Conflict(f"slug {slug!r} is already used")
     else:
         base = slugify(question) or f"{language}-{uuid.uuid4().hex[:8]}"
-        slug = _unique_slug(session, base)
+        slug = _unique_slug(session, base, attempt=_attempt)
     entry = FaqEntry(
         slug=slug,
         category=category.strip(),
@@ -297,9 +373,15 @@ def revise_entry(
     phrasings: Sequence[str] | None = None,
     author: str = "",
     reason: str = "edited",
+    expected_version: int | None = None,
 ) -> FaqEntry:
-    """Write a new revision (never overwrite); replace editor phrasings when given."""
-    entry = get_entry_or_raise(session, entry_id)
+    """Write a new revision (never overwrite); replace editor phrasings when given.
+
+    The entry is locked first (`lock_entry`), so concurrent revisions queue up and each
+    gets its own number; `expected_version` (from `If-Match`) turns a stale edit into
+    PreconditionFailed instead of a revision over someone else's.
+    """
+    entry = lock_entry(session, entry_id, expected_version=expected_version)
     if entry.status == EntryStatus.merged:
         raise Conflict(f"FAQ {entry_id} was merged into FAQ {entry.merged_into_id}")
     question, answer = _check_text(question, answer, category, language)
@@ -408,16 +490,21 @@ def _update_from_article(
     return changed or bool(added or removed)
 
 
-def phrasings_of(session: Session, entry_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Phrasing texts per entry, oldest first."""
+def phrasings_of(
+    session: Session, entry_ids: Sequence[int], *, approved_only: bool = False
+) -> dict[int, list[str]]:
+    """Phrasing texts per entry, oldest first (only approved ones with `approved_only`)."""
     out: dict[int, list[str]] = {i: [] for i in entry_ids}
     if not entry_ids:
         return out
-    rows = session.execute(
+    query = (
         select(QuestionPhrasing.entry_id, QuestionPhrasing.text)
         .where(QuestionPhrasing.entry_id.in_(list(entry_ids)))
         .order_by(QuestionPhrasing.id)
     )
+    if approved_only:
+        query = query.where(QuestionPhrasing.status == PhrasingStatus.approved)
+    rows = session.execute(query)
     for entry_id, text in rows:
         out[entry_id].append(text)
     return out

@@ -7,6 +7,11 @@ revision they belong to, so the surviving article's lifetime numbers include the
 health page shows them as revisions "merged from" the old article, without mixing them into
 its own revisions' judgements. Its title and phrasings become phrasings of the survivor,
 its threads become the survivor's evidence, and both entries go to the change feed.
+
+Concurrent merges cannot lose articles: `merge_entries` locks both rows (in id order) before
+it reads their statuses, so of two opposite merges (A into B, B into A) the second sees the
+first's result and is refused with Conflict; a target must be published, so no chain or
+cycle of merges can form. `unmerge_entry` undoes a merge (docs/api.md says what moves back).
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from kb.audit.trail import record_action
+from kb.db import lock_rows
 from kb.errors import Conflict, InvalidInput
 from kb.faqs import entries as faqs
 from kb.models import (
     DailyFeedback,
     EntryStatus,
     FaqEntry,
+    FaqRevision,
     Flag,
     FlagKind,
     FlagStatus,
@@ -54,17 +62,40 @@ def _count(result: object) -> int:
 
 
 def merge_entries(
-    session: Session, source_id: int, target_id: int, *, by: str, reason: str = ""
+    session: Session,
+    source_id: int,
+    target_id: int,
+    *,
+    by: str,
+    reason: str = "",
+    expected_version: int | None = None,
 ) -> MergeResult:
-    """Merge article `source_id` into `target_id` (both published, one language)."""
+    """Merge article `source_id` into `target_id` (both published, one language).
+
+    Both rows are locked first, so the checks below hold until the caller commits: the
+    source must not be merged already, the target must be published (not merged, archived
+    or a draft) and not the source; anything else is Conflict (or InvalidInput for requests
+    that could never succeed). `expected_version` (the source's current revision number, from
+    `If-Match`) makes a stale request fail with PreconditionFailed.
+    """
     if source_id == target_id:
         raise InvalidInput("an article cannot be merged into itself")
+    faqs.get_entry_or_raise(session, source_id)  # 404 before taking any lock
+    faqs.get_entry_or_raise(session, target_id)
+    lock_rows(session, faqs.ENTRY_TABLE, (source_id, target_id))
     source = faqs.get_entry_or_raise(session, source_id)
     target = faqs.get_entry_or_raise(session, target_id)
+    faqs.check_version(source, expected_version)
     if source.status == EntryStatus.merged:
         raise Conflict(f"FAQ {source.id} was already merged into FAQ {source.merged_into_id}")
+    if target.status == EntryStatus.merged:
+        raise Conflict(
+            f"FAQ {target.id} was merged into FAQ {target.merged_into_id}; "
+            f"merge into FAQ {target.merged_into_id} instead"
+        )
     if target.status != EntryStatus.published:
-        raise InvalidInput(f"FAQ {target.id} is {target.status.value}; merge into a published FAQ")
+        raise Conflict(f"FAQ {target.id} is {target.status.value}; merge into a published FAQ")
+    _refuse_cycle(session, source, target)
     if source.language != target.language:
         raise InvalidInput(
             f"FAQ {source.id} is in {source.language} but FAQ {target.id} is in "
@@ -103,8 +134,115 @@ def merge_entries(
     faqs.record_change(session, source.id)
     faqs.record_change(session, target.id)
     result.resolved_flags = _resolve_flags(session, source, target, by=by, reason=reason)
+    record_action(
+        session,
+        actor=by,
+        action="faq.merge",
+        target=f"faq:{source.id}",
+        before={"status": EntryStatus.published.value},
+        after={"status": EntryStatus.merged.value, "merged_into": target.id, "reason": reason},
+    )
     session.flush()
     return result
+
+
+def _refuse_cycle(session: Session, source: FaqEntry, target: FaqEntry) -> None:
+    # A published target points nowhere today; the walk guards against rows written by
+    # older versions (a chain or a cycle) so a merge never closes a loop.
+    seen = {source.id}
+    current: FaqEntry | None = target
+    while current is not None and current.merged_into_id is not None:
+        if current.merged_into_id in seen:
+            raise Conflict(f"merging FAQ {source.id} into FAQ {target.id} would form a cycle")
+        seen.add(current.id)
+        current = session.get(FaqEntry, current.merged_into_id)
+
+
+@dataclass
+class UnmergeResult:
+    """What undoing a merge moved back."""
+
+    entry: FaqEntry
+    target_id: int
+    views: int = 0
+    votes: int = 0
+    feedback_days: int = 0
+
+
+def unmerge_entry(session: Session, entry_id: int, *, by: str) -> UnmergeResult:
+    """Undo the merge of `entry_id`: it is published again at its own URL.
+
+    Moved back to it: the page views, votes and imported feedback days filed under the
+    survivor that belong to its own revisions (those rows keep their revision, so the split
+    is exact). Staying with the survivor: imported feedback added into a day the survivor
+    already had, the phrasings copied to the survivor and the threads (the unmerged article
+    keeps its own phrasings, which the merge copied rather than moved), and articles that
+    had been merged into this one before (they redirect to the survivor). Conflict when the
+    entry is not merged.
+    """
+    entry = faqs.get_entry_or_raise(session, entry_id)
+    survivor_id = entry.merged_into_id
+    lock_rows(session, faqs.ENTRY_TABLE, (entry_id, *([survivor_id] if survivor_id else [])))
+    entry = faqs.get_entry_or_raise(session, entry_id)
+    if entry.status != EntryStatus.merged or entry.merged_into_id is None:
+        raise Conflict(f"FAQ {entry_id} is {entry.status.value}, not merged: nothing to undo")
+    survivor_id = entry.merged_into_id
+    own_revisions = select(FaqRevision.id).where(FaqRevision.entry_id == entry.id)
+    result = UnmergeResult(entry=entry, target_id=survivor_id)
+    result.views = int(
+        session.scalar(
+            select(func.coalesce(func.sum(PageView.count), 0)).where(
+                PageView.entry_id == survivor_id, PageView.revision_id.in_(own_revisions)
+            )
+        )
+        or 0
+    )
+    session.execute(
+        update(PageView)
+        .where(PageView.entry_id == survivor_id, PageView.revision_id.in_(own_revisions))
+        .values(entry_id=entry.id)
+        .execution_options(synchronize_session=False)
+    )
+    result.votes = _count(
+        session.execute(
+            update(Vote)
+            .where(Vote.entry_id == survivor_id, Vote.revision_id.in_(own_revisions))
+            .values(entry_id=entry.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    result.feedback_days = _count(
+        session.execute(
+            update(DailyFeedback)
+            .where(
+                DailyFeedback.entry_id == survivor_id,
+                DailyFeedback.revision_id.in_(own_revisions),
+            )
+            .values(entry_id=entry.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    entry.status = EntryStatus.published
+    entry.merged_into_id = None
+    faqs.record_change(session, entry.id)
+    faqs.record_change(session, survivor_id)
+    record_action(
+        session,
+        actor=by,
+        action="faq.unmerge",
+        target=f"faq:{entry.id}",
+        before={"status": EntryStatus.merged.value, "merged_into": survivor_id},
+        after={"status": EntryStatus.published.value},
+    )
+    session.flush()
+    session.expire_all()
+    return UnmergeResult(
+        entry=faqs.get_entry_or_raise(session, entry.id),
+        target_id=survivor_id,
+        views=result.views,
+        votes=result.votes,
+        feedback_days=result.feedback_days,
+    )
 
 
 def _carry_phrasings(session: Session, source: FaqEntry, target: FaqEntry) -> int:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,10 @@ from kb.suggest.service import SuggestOutcome, SuggestPolicy, record_suggestion,
 from kb.text.cleaning import split_sentences
 from kb.text.language import normalize_text
 from kb.text.personal_data import personal_data_kinds
+
+# The languages drafts are written in; a post in another language gets no draft (an agent
+# who reads it writes one) and its triage says so.
+REPLY_LANGUAGES = ("ja", "en")
 
 DM_PERSONAL_DATA = "personal_data"
 DM_ACCOUNT = "account_category"
@@ -222,6 +226,12 @@ _POINTS_ELSEWHERE = re.compile(
     re.IGNORECASE,
 )
 _JA_CHAR = re.compile(f"[{KANA}{HAN}{HEXAGRAMS}]")
+# A sentence that is only a yes or a no ("No.", "Yes, ", "はい。", "いいえ、できません" is not).
+_BARE_YES_NO = re.compile(
+    r"^\s*(?:yes|no|yep|nope|sure|correct|unfortunately not|not yet|はい|いいえ|できます|できません"
+    r"|可能です|不可です)\s*[.!。！、,]?\s*$",
+    re.IGNORECASE,
+)
 
 
 def strip_markdown(text: str) -> str:
@@ -260,6 +270,16 @@ def answer_gist(answer: str, *, sentences: int = 2) -> list[str]:
         for s in split_sentences(plain)
         if s.strip() and not _POINTS_ELSEWHERE.search(s.strip())
     ]
+    # A bare "No." says nothing without its condition: it goes with the next sentence, and
+    # alone it goes.
+    while out and _BARE_YES_NO.match(out[0]):
+        if len(out) == 1:
+            out = []
+            break
+        sep = "" if _JA_CHAR.search(out[1]) else " "
+        out = [out[0] + sep + out[1], *out[2:]]
+        if not _BARE_YES_NO.match(out[0]):
+            break
     # Japanese sentences are joined without spaces; a stray space after 。 goes.
     return [re.sub(r"(?<=[。！？])\s+", "", s) for s in out[:sentences]]
 
@@ -439,6 +459,31 @@ def compose_reply(
 # -- suggest + triage + draft --------------------------------------------------------------
 
 
+def _explained(advice: Triage, out: SuggestOutcome) -> Triage:
+    """The triage reason completed with what suggest found: no FAQ, or no draft language."""
+    if advice.advice == TriageAdvice.skip:
+        return advice
+    reason = advice.reason.removesuffix(": reply with the FAQ")
+    if advice.advice == TriageAdvice.reply and out.abstained:
+        reason += (
+            ": reply, but suggest abstained (no FAQ fits it well enough), "
+            "so the agent writes this reply"
+        )
+    elif advice.advice == TriageAdvice.reply and out.cross_language and out.best is not None:
+        reason += (
+            f": reply with the FAQ, which exists only in {out.best.language!r} "
+            f"(the post is in {out.language!r})"
+        )
+    elif reason != advice.reason:
+        reason += ": reply with the FAQ"
+    if out.language not in REPLY_LANGUAGES:
+        reason += (
+            f"; no reply templates in {out.language!r}, so no draft: "
+            "an agent who reads the language writes it"
+        )
+    return replace(advice, reason=reason)
+
+
 @dataclass
 class AssistedSuggestion:
     """A suggestion with its triage advice and reply draft."""
@@ -484,6 +529,7 @@ def suggest_with_reply(
         brand_names=(reply_policy.brand_name, reply_policy.brand_name_ja),
         matched=not out.abstained,
     )
+    advice = _explained(advice, out)
     kinds = personal_data_kinds(text)
     best = out.best
     faq = (
@@ -497,14 +543,18 @@ def suggest_with_reply(
         if best is not None and out.best_answer is not None
         else None
     )
-    draft = compose_reply(
-        text,
-        out.language,
-        faq=faq,
-        triage=advice,
-        personal_data=kinds,
-        channel=target,
-        policy=reply_policy,
+    draft = (
+        compose_reply(
+            text,
+            out.language,
+            faq=faq,
+            triage=advice,
+            personal_data=kinds,
+            channel=target,
+            policy=reply_policy,
+        )
+        if out.language in REPLY_LANGUAGES
+        else None
     )
     if record:
         record_suggestion(

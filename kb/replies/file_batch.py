@@ -189,7 +189,15 @@ class ResultWriter:
 
 
 def _candidate(c: Candidate) -> dict[str, Any]:
-    return {"faq_id": c.faq_id, "slug": c.slug, "title": c.title, "url": c.url, "score": c.score}
+    return {
+        "faq_id": c.faq_id,
+        "slug": c.slug,
+        "title": c.title,
+        "url": c.url,
+        "score": c.score,
+        "category": c.category,
+        "article_lang": c.language,
+    }
 
 
 def assisted_record(a: AssistedSuggestion) -> dict[str, Any]:
@@ -214,6 +222,7 @@ def assisted_record(a: AssistedSuggestion) -> dict[str, Any]:
         "confidence": out.confidence,
         "abstained": out.abstained,
         "lang": out.language,
+        "cross_language": out.cross_language,
         "latency_ms": out.latency_ms,
         "triage": {
             "advice": a.triage.advice.value,

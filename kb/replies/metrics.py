@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,12 +35,11 @@ from kb.models import (
     TriageAdvice,
 )
 from kb.replies.outcomes import LearntThreshold
-from kb.text.cleaning import find_urls
+from kb.text.cleaning import faq_link_slugs
 from kb.text.personal_data import strip_placeholders
 
 GAP_SIMILARITY = 0.3
 MAX_GAP_POSTS = 2000  # the most recent abstained posts grouped per request
-_FAQ_LINK = re.compile(r"/faq/[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 @dataclass
@@ -140,10 +138,9 @@ def _suggestion_counts(
 
 
 def has_faq_link(text: str) -> bool:
-    """Whether an agent post links to an FAQ article."""
-    return any(_FAQ_LINK.search(url) for url in find_urls(text)) or bool(
-        re.search(r"\]\(/faq/[A-Za-z0-9]", text)
-    )
+    """Whether an agent post links to an FAQ article (relative or absolute, as capture reads
+    links: kb.text.cleaning.faq_link_slugs)."""
+    return bool(faq_link_slugs(text))
 
 
 def _one_reply_resolution(session: Session, start: datetime, end: datetime) -> tuple[int, int]:

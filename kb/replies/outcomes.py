@@ -11,6 +11,12 @@ Sent and edited outcomes teach the chosen FAQ the post's cleaned text as a new q
 phrasing (so the next customer asking that way finds it); a rejection naming a better FAQ
 teaches that FAQ instead. Thank-you drafts (and skipped posts) teach nothing.
 
+Learning needs trust: a phrasing learnt from outcomes starts **pending** and is not indexed
+(so it moves neither suggest nor public search) until an editor approves it
+(`approve_phrasing`) or outcomes from `agreement` distinct agents (API keys) have taught the
+same phrasing to the same FAQ. One agent, however many outcomes it reports, cannot reroute
+a question.
+
 Outcomes also move the abstention threshold: the **learnt threshold** is the lowest one at
 which, among recent outcomes, the share where the agent used the suggested FAQ is still at
 least the target, given enough outcomes, and never further than `max_shift` from the
@@ -27,7 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.errors import Conflict, InvalidInput, NotFound
@@ -35,7 +42,10 @@ from kb.faqs.entries import MAX_QUESTION, add_phrasings, record_change
 from kb.models import (
     EntryStatus,
     FaqEntry,
+    PhrasingAgreement,
     PhrasingSource,
+    PhrasingStatus,
+    QuestionPhrasing,
     Suggestion,
     SuggestionOutcome,
     TriageAdvice,
@@ -43,7 +53,7 @@ from kb.models import (
 )
 from kb.suggest.service import SuggestPolicy
 from kb.text.cleaning import shorten
-from kb.text.language import dedup_key
+from kb.text.language import dedup_key, normalize_text
 from kb.text.personal_data import mask_personal_data, strip_placeholders
 
 MAX_FINAL_TEXT = 10_000
@@ -60,6 +70,7 @@ class OutcomeResult:
     phrasing_added: bool
     phrasing_faq_id: int | None
     repeated: bool = False  # the same outcome had been recorded before: nothing changed
+    phrasing_pending: bool = False  # learnt, but waiting for trust (not indexed yet)
 
 
 def parse_outcome(value: str) -> SuggestionOutcome:
@@ -78,19 +89,75 @@ def top_candidate(row: Suggestion) -> int | None:
     return None
 
 
-def _learn_phrasing(session: Session, row: Suggestion, faq: FaqEntry) -> bool:
-    """Add the post's cleaned text as a phrasing of `faq`; False if it is not fit to teach."""
+def _agree(session: Session, phrasing: QuestionPhrasing, agent: int | None) -> int:
+    """Count `agent` as agreeing with a pending phrasing; the distinct agents so far."""
+    if agent is not None:
+        known = session.get(PhrasingAgreement, (phrasing.id, agent))
+        if known is None:
+            try:
+                with session.begin_nested():
+                    session.add(PhrasingAgreement(phrasing_id=phrasing.id, api_key_id=agent))
+            except IntegrityError:  # the same agent, concurrently: already counted
+                pass
+    count = session.scalar(select(func.count()).where(PhrasingAgreement.phrasing_id == phrasing.id))
+    return int(count or 0)
+
+
+def _learn_phrasing(
+    session: Session, row: Suggestion, faq: FaqEntry, *, agent: int | None, agreement: int
+) -> tuple[bool, bool]:
+    """Teach `faq` the post's cleaned text: (indexed now, pending) — (False, False) if the
+    text is not fit to teach or already known."""
     if row.triage in (TriageAdvice.thank, TriageAdvice.skip):
-        return False  # "thanks!" is not a way of asking anything
+        return False, False  # "thanks!" is not a way of asking anything
     if faq.status != EntryStatus.published or faq.language != row.language:
-        return False
+        return False, False
     text = shorten(strip_placeholders(row.text), MAX_QUESTION)
     if len(dedup_key(text)) < 3:
-        return False
-    added = add_phrasings(session, faq, [text], source=PhrasingSource.outcome)
-    if added:
-        record_change(session, faq.id)
-    return bool(added)
+        return False, False
+    phrasing = session.scalar(
+        select(QuestionPhrasing).where(
+            QuestionPhrasing.entry_id == faq.id,
+            QuestionPhrasing.normalized == dedup_key(normalize_text(text)),
+        )
+    )
+    if phrasing is None:
+        added = add_phrasings(session, faq, [text], source=PhrasingSource.outcome)
+        if not added:
+            return False, False  # the title itself
+        phrasing = added[0]
+        phrasing.status = PhrasingStatus.pending
+    elif phrasing.status != PhrasingStatus.pending:
+        return False, False  # known and indexed already
+    agents = _agree(session, phrasing, agent)
+    if agents < agreement:
+        session.flush()
+        return False, True
+    phrasing.status = PhrasingStatus.approved
+    phrasing.approved_by = f"{agents} agents"
+    phrasing.approved_at = utcnow()
+    record_change(session, faq.id)
+    session.flush()
+    return True, False
+
+
+def approve_phrasing(session: Session, phrasing_id: int, by: str) -> QuestionPhrasing:
+    """Approve a pending phrasing: it is indexed from the next commit and sync.
+
+    Approving an approved phrasing changes nothing. NotFound when there is no such phrasing.
+    """
+    phrasing = session.scalar(
+        select(QuestionPhrasing).where(QuestionPhrasing.id == phrasing_id).with_for_update()
+    )
+    if phrasing is None:
+        raise NotFound(f"phrasing {phrasing_id} not found")
+    if phrasing.status == PhrasingStatus.pending:
+        phrasing.status = PhrasingStatus.approved
+        phrasing.approved_by = by[:200]
+        phrasing.approved_at = utcnow()
+        record_change(session, phrasing.entry_id)
+        session.flush()
+    return phrasing
 
 
 def record_outcome(
@@ -101,8 +168,13 @@ def record_outcome(
     final_text: str | None = None,
     faq_id: int | None = None,
     now: datetime | None = None,
+    agent: int | None = None,
+    agreement: int = 3,
 ) -> OutcomeResult:
     """Record what the agent did with a suggestion; teach the FAQ a phrasing when it helped.
+
+    `agent` is the reporting API key's id; the phrasing is indexed once `agreement`
+    distinct agents taught it (else it stays pending for an editor).
 
     Sending the same outcome again changes nothing; a different outcome for a suggestion
     that has one already is a Conflict. Raises NotFound and InvalidInput for bad input,
@@ -136,7 +208,11 @@ def record_outcome(
     row.outcome_faq_id = chosen
     row.outcome_text = masked
     row.outcome_at = now or utcnow()
-    learnt = _learn_phrasing(session, row, faq) if faq is not None else False
+    learnt, pending = (
+        _learn_phrasing(session, row, faq, agent=agent, agreement=agreement)
+        if faq is not None
+        else (False, False)
+    )
     session.flush()
     return OutcomeResult(
         suggestion_id=row.id,
@@ -144,6 +220,7 @@ def record_outcome(
         faq_id=chosen,
         phrasing_added=learnt,
         phrasing_faq_id=faq.id if learnt and faq is not None else None,
+        phrasing_pending=pending,
     )
 
 

@@ -58,7 +58,10 @@ _EN_PROBLEM = re.compile(
     r"|please help|help me|need help|any help|ugh|annoying|frustrat\w*|terrible|worst"
     r"|nothing (?:loads|works|happens|helps|shows|changed)|never (?:shows?|comes?|came|arrives?"
     r"|arrived|got|gets|works?|worked)|neither|none of|no luck|forever|keeps? saying"
-    r"|ridiculous|useless|awful|angry|unacceptable|refund|wrong)\b",
+    r"|ridiculous|useless|awful|angry|unacceptable|refund|wrong"
+    r"|crash\w*|freez\w*|froze|invalid|on hold|supposed to|drops?|logs? me out|deleted|slower"
+    r"|silence|disappeared|vanished|no bars|zero bars|not provisioned|nothing yet|still waiting"
+    r"|thanks for nothing|unbelievable|again\W*$)\b",
     re.IGNORECASE,
 )
 _JA_PROBLEM = re.compile(
@@ -68,11 +71,65 @@ _JA_PROBLEM = re.compile(
     rf"|(?<=[{KANA}{KANJI}])(?:[らかがさたなばまわえけせてねべめれ]ない|[らかがさたなばまわ]なくて)"
     r"|出ない|出なく|しない|しません|しなくて|圏外|遅い|遅すぎ|重い|エラー|不具合|障害|おかしい|困って"
     r"|困った|困る|わからん|分からん|わかんない|分かんない|なくした|無くした|失くした|紛失|落とした"
-    r"|盗まれ|間違え|まちがえ|ミスった|ミスして"
+    r"|盗まれ|間違え|まちがえ|ミスった|ミスして|なくなる|落ちる|落ちた|落ちます|途切れ|届いてません"
     r"|壊れ|失敗|止まった|止まる|切れる|切れた|途切れ|二重|高すぎ|高い|最悪|ひどい|酷い|勝手に|消えた"
     r"|無くなった|なくなった|届いてない|届いていない|来ない|こない|返金|請求が|引き落とし|バグ|固まる"
     r"|助けて|なんとかして|何とかして|ありえない|あり得ない|許せない|怒"
 )
+# Problems, questions, thanks and spam in the other languages posts come in (zh, ko, es, fr,
+# de, pt, th, vi, id): the common words, as customers type them (accents often left out).
+_OTHER_PROBLEM = re.compile(
+    # zh
+    r"不了|不能|无法|無法|没有信号|沒有信號|没信号|断线|斷線|太慢|很慢|闪退|閃退|打不开|打不開|收不到"
+    r"|重复扣费|重複扣費|扣费|不对|不對|故障|错误|錯誤|用不了"
+    # ko
+    r"|안 ?돼|안 ?되|안 ?터|안 ?와|안 ?열|꺼져|느려|끊겨|끊어|오류|에러"
+    r"|두 번|빠져나갔|문제"
+    # th
+    r"|ไม่ได้|ช้ามาก|หลุด|ซ้ำ|เสีย|ไม่มีสัญญาณ"
+    # es, pt, fr, de, vi, id (word-bounded below)
+    r"|(?i:\b(?:no funciona|sin (?:señal|senal|datos|internet|servicio)"
+    r"|no (?:tengo|me llega|abre|puedo)"
+    r"|se cierra|sigue sin|lent[oa]|lentísimo|lentisimo|cobraron|error|falla|caído|caido"
+    r"|não (?:funciona|abre|consigo|chega)|sem sinal|cobrad[oa]|travando|fecha sozinho"
+    r"|ne (?:marche|fonctionne|reçois|recois)|plus de (?:réseau|reseau)|plante|coupent|factur[ée]"
+    r"|pas de connexion|toujours pas|panne|bug"
+    r"|kein(?:e|en)? (?:netz|internet|empfang|signal)|geht nicht|funktioniert nicht"
+    r"|stürzt|abgebucht"
+    r"|langsam|fehler|störung"
+    r"|không (?:được|vào|có|nhận|gọi)|mất sóng|bị trừ|chậm|lỗi|rớt"
+    r"|tidak (?:bisa|ada|masuk|berfungsi)|hilang|lambat|ditagih|gangguan|keluar sendiri|error)\b)"
+)
+_OTHER_QUESTION = re.compile(
+    r"吗|嗎|怎么|怎麼|如何|什么|什麼|哪里|哪裡|多少|能否|可以.{0,12}吗|请问|請問"
+    r"|나요|까요|어요\?|어떻게|얼마|언제|어디|있나요|되나요|걸려요"
+    r"|ไหม|ยังไง|อย่างไร|เท่าไหร่|ที่ไหน|หรือเปล่า"
+    r"|(?i:\b(?:cómo|como|cuánto|cuanto|dónde|donde|cuándo|comment|combien|où|quand|est-ce que"
+    r"|wie|wo|wann|was kostet|kann ich|gibt es|quanto|onde|quando|làm sao|bao nhiêu|ở đâu|không\?"
+    r"|bagaimana|berapa|di mana|kapan|bisa .{0,30}\?)\b)"
+)
+_OTHER_THANKS = re.compile(
+    r"谢谢|謝謝|感谢|感謝|多谢|已经解决|已經解決|解决了|解決了|太好了"
+    r"|감사|고마워|고맙|해결됐|해결되었"
+    r"|ขอบคุณ|ใช้ได้แล้ว"
+    r"|(?i:\b(?:gracias|ya funciona|merci|ça marche|ca marche|danke|funktioniert jetzt|klappt"
+    r"|obrigad[oa]|valeu|resolvido|funcionou|cảm ơn|cám ơn|được rồi|terima kasih|sudah bisa)\b)"
+)
+_SPAM = re.compile(
+    r"(?i:\b(?:earn \$?\d+|make money|free followers|buy followers|follow ?back|followforfollow"
+    r"|f4f|giveaway|send \d+(?:\.\d+)? ?(?:btc|eth)|crypto|click (?:here|my)"
+    r"|check my (?:bio|profile)"
+    r"|link in (?:my )?bio|hot singles|whatsapp \+?\d|claim your (?:prize|reward)"
+    r"|gana dinero|link en bio|gagnez|lien dans (?:la|ma) bio|ganhe dinheiro|uang jutaan"
+    r"|link di bio)\b)"
+    r"|副業|日給|月\d+万|フォロバ|相互フォロー|プレゼント中|今すぐクリック|拡散希望|プロフのリンク"
+    r"|詳しくはプロフ|日赚|加微信|免费领取|点击主页|부업|프로필 링크|기프티콘"
+)
+
+
+# "Thanks for telling me": 教えて is a request only without these.
+_TOLD = re.compile(r"教えて(?:くれ|くださ(?:り|っ)|いただ|頂)")
+
 # Negations that are good news ("問題ない", "no problem", "not bad").
 _GOOD_NEGATION = re.compile(
     r"問題(?:は)?(?:ない|なく|ありません)|申し分(?:ない|ありません)|文句(?:なし|ない)|悪くない"
@@ -151,6 +208,14 @@ def _squash(text: str) -> str:
     return re.sub(r"[\s_\-・]", "", unicodedata.normalize("NFKC", text)).casefold()
 
 
+def _substance(body: str) -> bool:
+    """At least three words, or eight letters of a script without spaces (CJK, Thai)."""
+    words = re.findall(r"[^\W\d_]+", body)
+    if len(words) >= 3:
+        return True
+    return sum(1 for ch in body if ch.isalpha() and ord(ch) > 0x2E80) >= 8
+
+
 def addressed_users(
     text: str, brand_handles: Iterable[str], brand_names: Iterable[str] = ()
 ) -> tuple[bool, list[str]]:
@@ -199,10 +264,21 @@ def triage_post(
     praise = _first((_EN_PRAISE, _JA_PRAISE), scan)
     resolved = _first((_RESOLVED,), scan)
     recommend = _first((_EN_RECOMMEND, _JA_RECOMMEND), scan)
+    problem = problem or _first((_OTHER_PROBLEM,), scan)
+    question = question or _first((_OTHER_QUESTION,), scan)
+    thanks = thanks or _first((_OTHER_THANKS,), scan)
+    spam = _first((_SPAM,), scan)
     request = _first((_REQUEST,), scan)
     # Praise of lunch is not praise of the brand: it must be addressed or named.
     about_brand = to_brand or names_brand(body, brand_names)
 
+    if spam and not (to_brand and question and "?" in question):
+        return Triage(
+            TriageAdvice.skip,
+            "spam",
+            f"spam or self-promotion ({spam!r}): do not reply",
+            spam,
+        )
     if others and not to_brand:
         names = ", ".join("@" + h for h in others[:3])
         return Triage(
@@ -226,6 +302,14 @@ def triage_post(
             f"the problem is solved and the customer says thanks ({resolved!r}): "
             "a short thank-you, no link",
             resolved,
+        )
+    if thanks and not problem and not request and (not question or _TOLD.search(scan)):
+        kind = "resolved" if resolved else "thanks"
+        return Triage(
+            TriageAdvice.thank,
+            kind,
+            f"thanks for the brand ({thanks!r}): a short thank-you, no link",
+            thanks,
         )
     if problem:
         return Triage(
@@ -270,6 +354,15 @@ def triage_post(
             TriageAdvice.reply,
             "unclear",
             "no question or problem words, but a FAQ matches the post well: reply",
+        )
+    if to_brand and _substance(body):
+        # Customers write to the brand to report something far more often than to chat; a
+        # report in words no cue knows ("QR code says invalid") still needs an agent.
+        return Triage(
+            TriageAdvice.reply,
+            "unclear",
+            "addressed to the brand, no thanks or praise, and no FAQ matches: "
+            "probably a report in other words; an agent should reply",
         )
     return Triage(
         TriageAdvice.skip,

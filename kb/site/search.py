@@ -18,6 +18,7 @@ from kb.models import (
     SearchLog,
     utcnow,
 )
+from kb.text.cleaning import clean_post
 from kb.text.language import detect_language, normalize_text
 from kb.text.personal_data import scrub_personal_data
 
@@ -52,7 +53,7 @@ def search_language(query: str, page_language: str | None) -> str:
     Customers on the Japanese site type Latin words too ("eSIM", "APN"), so only the
     presence of Japanese script overrides the language the visitor was reading in.
     """
-    if query and detect_language(query) == "ja":
+    if query and detect_language(query) in ("ja", "zh"):  # kanji alone reads as zh
         return "ja"
     return page_language or "en"
 
@@ -93,7 +94,8 @@ def search_articles(
     `good` says whether the calibrated confidence of the top result reaches the threshold
     suggest uses; searches without a good result are the site's content-gap signal.
     """
-    result = index.search(query, k=k, language=language)
+    # The words people type into a search box are read as a post's are (one cleaner).
+    result = index.search(clean_post(query) or query, k=k, language=language)
     entries = entries_by_ids(session, [h.entry_id for h in result.hits])
     results = []
     for hit in result.hits:

@@ -20,6 +20,7 @@ from indexer.retrieval.confidence import ConfidenceModel, features
 from indexer.retrieval.hybrid import MODES, EntryDocs, FusionConfig, HybridIndex, Mode
 from indexer.store import IndexStore
 from kb.indexing import IndexRecipe, entry_docs
+from kb.text.cleaning import clean_post
 from kb.text.language import detect_language, normalize_text
 
 KS = (1, 5, 10)
@@ -103,6 +104,13 @@ def build_index(
     return index, ids
 
 
+def query_text(text: str, *, clean: bool = True) -> str:
+    """A query as searched: cleaned as suggest cleans a post (if that leaves nothing, or
+    without `clean`, only normalised)."""
+    normal = normalize_text(text)
+    return (clean_post(text) or normal) if clean else normal
+
+
 def _dcg(gains: list[float]) -> float:
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
 
@@ -139,10 +147,14 @@ def evaluate(
     *,
     modes: tuple[Mode, ...] = MODES,
     progress: Callable[[int], None] | None = None,
+    clean: bool = True,
 ) -> dict[str, ModeReport]:
-    """Run every query in every mode; metrics averaged over queries, latency percentiles."""
+    """Run every query in every mode; metrics averaged over queries, latency percentiles.
+
+    With `clean` (the default) each query is read as suggest reads a post (`query_text`).
+    """
     reports: dict[str, ModeReport] = {}
-    texts = [normalize_text(q.text) for q in dataset.queries]
+    texts = [query_text(q.text, clean=clean) for q in dataset.queries]
     langs = [detect_language(t) for t in texts]
     # Each query is embedded once, alone (as /v1/suggest does), and the encode time is
     # added to the latency of every mode that uses the vector.
@@ -328,8 +340,6 @@ def content_index(
 
 def chatter_features(index: HybridIndex, posts: list[str]) -> list[dict[str, float]]:
     """Ranking features of off-topic posts against a content index (each is a wrong answer)."""
-    from kb.text.language import clean_post
-
     out = []
     for post in posts:
         text = clean_post(post)

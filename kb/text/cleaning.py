@@ -5,7 +5,9 @@ the words that say something about the customer's question or the agent's answer
 
 - width: NFKC, so full-width ASCII (ＳＩＭ, ５Ｇ, ！) and half-width kana (ｿﾗﾐ) fold to
   one form; line breaks are kept (answers are Markdown), other whitespace collapses;
-- @mentions (with a following さん/様), URLs, "Replying to @x" lines;
+- @mentions: ASCII handles and the display names of Instagram, Facebook or LINE
+  (@サポート, @김민수), with a following honorific (さん/様/殿/くん/ちゃん/님);
+  URLs; "Replying to @x" lines;
 - hashtags lose their #, the word stays (#機種変更 → 機種変更);
 - emoji, kaomoji ((^^;), (´・ω・`)), (笑) and trailing ｗｗ;
 - agent openings: greetings, self-introductions, acknowledgements and stock apologies
@@ -14,7 +16,11 @@ the words that say something about the customer's question or the agent's answer
 - agent closings: sign-offs ("よろしくお願いいたします", "Have a great day!") and signatures
   ("^中野", "- Sam", "（担当：中野）", an e-mail "-- " block, "Sent from my iPhone");
 - DM hand-off boilerplate anywhere ("詳しくはDMにてお伺いします", "Please DM us ...");
-- customer greetings and closings ("こんにちは", "よろしくお願いします", "thanks in advance").
+- customer greetings and closings ("こんにちは", "よろしくお願いします", "thanks in advance",
+  "您好", "谢谢", "안녕하세요", "감사합니다").
+
+`clean_post` is the one cleaner of a customer's post for capture, suggest, public search and
+evaluation, so all of them read the same words.
 
 Customer handles are pseudonymised with a keyed hash (HMAC-SHA256), so the same customer is
 recognisable across threads without storing who they are.
@@ -28,6 +34,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Literal
+from urllib.parse import urlsplit
 
 from indexer.lexical.scripts import HAN, HEXAGRAMS, KANA, KANJI, KATAKANA
 
@@ -66,9 +73,18 @@ _REPLYING_TO = re.compile(
 )
 # Handles: X allows letters, digits and _; Instagram also dots. The look-behind keeps
 # e-mail addresses (name@example.com) intact but not Japanese glued to a mention
-# (こんにちは@SoramiMobile).
+# (こんにちは@SoramiMobile). An ASCII handle ends at the first other character, as X ends
+# it ("@SoramiMobile機種変更…" mentions SoramiMobile). Display names as Instagram, Facebook
+# and LINE show them start with another letter (@サポート, @ソラミモバイル公式, @김민수,
+# @小林さん) and run to the next space or punctuation (at most 20 characters), or to an
+# honorific. A following honorific goes with either.
+_HONORIFIC = r"(?:さん|様|さま|殿|どの|くん|君|ちゃん|氏|님|씨)"
 _MENTION = re.compile(
-    r"(?<![A-Za-z0-9_@.])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,29}[A-Za-z0-9_])?(?:\s*(?:さん|様|さま))?"
+    r"(?<![A-Za-z0-9_@.])@"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,29}[A-Za-z0-9_])?"
+    r"|[^\W\d_A-Za-z](?:[\w.・ー-]{0,19}?(?=" + _HONORIFIC + r")"
+    r"|[\w.・ー-]{0,19}(?=[\s、。,.!?！？:：;()（）「」『』【】\[\]<>\"']|$)))"
+    r"(?:[ \t]?" + _HONORIFIC + r")?"
 )
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'、。「」（）()\[\]]+", re.IGNORECASE)
 _TRAILING_URL_PUNCT = re.compile(r"[.,;:!?)]+$")
@@ -84,6 +100,56 @@ def strip_mentions(text: str) -> str:
 def find_urls(text: str) -> list[str]:
     """The URLs in a text, without trailing punctuation."""
     return [_TRAILING_URL_PUNCT.sub("", m.group(0)) for m in _URL.finditer(text)]
+
+
+# A site-relative article link: "/faq/slug" after a space, bracket or punctuation, not the
+# path of some other URL ("https://other.example/faq/x" is no link to this site).
+_RELATIVE_FAQ = re.compile(r"(?<![\w/.%~-])/faq/([A-Za-z0-9][A-Za-z0-9_-]*)")
+_FAQ_PATH = re.compile(r"/faq/([A-Za-z0-9][A-Za-z0-9_-]*)(?:/|$)")
+
+
+def _split_origin(url: str) -> tuple[str, str] | None:
+    if url.lower().startswith("www."):
+        url = "http://" + url
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return None
+    host = parts.netloc.lower().rsplit("@", 1)[-1]
+    for scheme, port in (("http", ":80"), ("https", ":443")):
+        if parts.scheme.lower() == scheme and host.endswith(port):
+            host = host[: -len(port)]
+    return host, parts.path
+
+
+def faq_link_slugs(text: str, origins: Sequence[str] | None = None) -> list[str]:
+    """The article slugs a text links to, in order of appearance, each once.
+
+    Relative links ("/faq/reset-password-ja", also as Markdown "[..](/faq/..)") always
+    count; an absolute one counts when its host (and port) and path prefix are those of one
+    of `origins` (either scheme; None: any origin). Query strings and fragments do not
+    matter ("?src=reply", "#steps").
+    """
+    found: list[tuple[int, str]] = [(m.start(), m.group(1)) for m in _RELATIVE_FAQ.finditer(text)]
+    allowed = [o for o in (_split_origin(x.strip()) for x in origins or ()) if o]
+    for m in _URL.finditer(text):
+        split = _split_origin(_TRAILING_URL_PUNCT.sub("", m.group(0)))
+        if split is None:
+            continue
+        host, path = split
+        if origins is not None:
+            prefix = next(
+                (p.rstrip("/") for h, p in allowed if h == host and path.startswith(p.rstrip("/"))),
+                None,
+            )
+            if prefix is None:
+                continue
+            path = path[len(prefix) :]
+            slug = _FAQ_PATH.match(path)
+        else:
+            slug = _FAQ_PATH.search(path)
+        if slug:
+            found.append((m.start(), slug.group(1)))
+    return list(dict.fromkeys(slug for _, slug in sorted(found)))
 
 
 def strip_urls(text: str) -> str:
@@ -184,6 +250,14 @@ _JA_GREETING = (
     _ADDRESSEE + r"(?:こんにちは|こんにちわ|こんばんは|こんばんわ|おはようございます|おはよう"
     r"|はじめまして|初めまして|(?:いつも)?大変?お世話になっております|お世話になります"
     r"|お疲れ様です|お疲れさまです)"
+)
+# Chinese and Korean customers write to a brand in Japan too.
+_ZH_KO_GREETING = (
+    r"(?:您好|你好|妳好|大家好|早上好|晚上好|哈喽|안녕하세요|안녕하십니까|수고하십니다|수고하세요)"
+)
+_ZH_KO_SIGNOFF = (
+    r"(?:非常|十分)?(?:谢谢|謝謝|多谢|多謝|感谢|感謝)(?:您|你)?(?:了)?|麻烦(?:您|你)?了|拜托了"
+    r"|(?:정말\s*)?(?:감사합니다|감사드립니다|고맙습니다)|(?:잘\s*)?부탁(?:드립니다|드려요|해요)"
 )
 _EN_GREETING = (
     r"(?:hi|hello|hey|hiya|howdy|greetings|dear|good (?:morning|afternoon|evening))"
@@ -334,12 +408,16 @@ def _compile_suffix(*alternatives: str) -> re.Pattern[str]:
     )
 
 
-_AGENT_OPENING = _compile_prefix(_JA_GREETING, _EN_GREETING, _JA_INTRO, _EN_INTRO, _JA_ACK, _EN_ACK)
-_CUSTOMER_OPENING_RE = _compile_prefix(_JA_GREETING, _EN_GREETING, _CUSTOMER_OPENING)
-_AGENT_CLOSING = _compile_suffix(_JA_SIGNOFF, _EN_SIGNOFF, _JA_ACK, _EN_ACK)
+_AGENT_OPENING = _compile_prefix(
+    _JA_GREETING, _ZH_KO_GREETING, _EN_GREETING, _JA_INTRO, _EN_INTRO, _JA_ACK, _EN_ACK
+)
+_CUSTOMER_OPENING_RE = _compile_prefix(
+    _JA_GREETING, _ZH_KO_GREETING, _EN_GREETING, _CUSTOMER_OPENING
+)
+_AGENT_CLOSING = _compile_suffix(_JA_SIGNOFF, _ZH_KO_SIGNOFF, _EN_SIGNOFF, _JA_ACK, _EN_ACK)
 # Customers get only their own stock closings: "機種変更の手続きをよろしくお願いします" is
 # an agent's sign-off but a customer's whole request.
-_CUSTOMER_CLOSING = _compile_suffix(_CUSTOMER_SIGNOFF)
+_CUSTOMER_CLOSING = _compile_suffix(_CUSTOMER_SIGNOFF, _ZH_KO_SIGNOFF)
 
 
 def _strip_repeatedly(text: str, pattern: re.Pattern[str], *, prefix: bool) -> str:
@@ -459,6 +537,16 @@ def clean_post_text(text: str, role: Role) -> str:
     return _SPACE_AFTER_JA.sub("", one_line)
 
 
+def clean_post(text: str) -> str:
+    """The words of one customer post as every part of the service reads them.
+
+    The one cleaner of capture, suggest, public search and `faqloop eval`: mentions (handles
+    and display names, with honorifics), URLs, hashtag marks, emoji, greetings, closings,
+    signatures and DM notes removed; one line.
+    """
+    return clean_post_text(text, "customer")
+
+
 def clean_customer_text(text: str) -> str:
     """A customer's post without mentions, links, emoji, greetings and closings."""
     return clean_post_text(text, "customer")
@@ -519,6 +607,47 @@ def _join_block(lines: list[str]) -> str:
             out.append("")  # a list needs a blank line before it
         out.append(line)
     return "  \n".join(out) if not any(is_item) else "\n".join(out)
+
+
+# A sentence that only holds the customer off: "we'll look into it", "確認いたします",
+# "少々お待ちください", "let me check". A reply made only of these answers nothing.
+_HOLDING = re.compile(
+    r"^\s*(?:(?:we'?ll|we will|i'?ll|i will|let me|let us|we'?re|we are|i'?m|i am|we'?d|i'?d)"
+    r"\s+(?:be\s+)?(?:(?:happy|glad)\s+to\s+)?(?:look(?:ing)?\s+into|check(?:ing)?|investigat\w*"
+    r"|get(?:ting)?\s+back|follow(?:ing)?\s+up|escalat\w*|pass(?:ing)?\s+(?:this|it)\s+on"
+    r"|take\s+a\s+look|have\s+a\s+look|reach\s+out|update\s+you|keep\s+you\s+posted)"
+    r"|.*?"
+    + _DM_TERM
+    + r"|(?:please\s+)?(?:bear with us|hang tight|stay tuned|give us a moment|one moment)"
+    r"|(?:please\s+)?(?:send|share|tell|give)\s+(?:us|me)\s+(?:your|the|a|more|some)\b"
+    r"|(?:担当(?:部署|者)?(?:に|へ)|社内で|こちらで|確認して|お調べ|調査)[^。!?]{0,30}?"
+    r"(?:確認|調査|共有|お調べ|ご連絡|お知らせ|回答|ご案内)?(?:いた|致)?(?:します|いたします|致します"
+    r"|しております|中です|させていただきます|いただけますか)"
+    r"|[^。!?]{0,20}?(?:確認|調査|お調べ)(?:いた|致)?(?:します|いたします|致します|中です"
+    r"|させていただきます)"
+    r"|(?:少々|しばらく|今しばらく)(?:お時間を(?:いただけますと幸いです|ください))?お待ち(?:ください|下さい"
+    r"|いただけますか|いただけますでしょうか)"
+    r"|(?:詳しい|詳細な)?(?:状況|内容|お名前|ご契約|お電話番号|機種)[^。!?]{0,30}?"
+    r"(?:お知らせ|教えて|お送り)(?:ください|いただけますか|いただけますでしょうか)"
+    r")",
+    re.IGNORECASE,
+)
+_WORD_CHAR = re.compile(r"\w")
+
+
+def is_substantive_answer(text: str) -> bool:
+    """Whether an agent's cleaned reply answers anything.
+
+    Greetings, sign-offs, signatures and DM hand-offs are gone after cleaning; what is left
+    must hold at least one sentence that is not a holding line ("we'll look into it",
+    "確認いたします", "少々お待ちください", "please send us your ...") and has words.
+    """
+    for line in text.split("\n"):
+        for sentence in split_sentences(line):
+            words = sentence.strip(" -*>#0123456789.)")
+            if len(_WORD_CHAR.findall(words)) >= 2 and not _HOLDING.search(words):
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from kb.errors import InvalidInput
+from kb.text.hygiene import bad_text, text_problem
 
 Kind = Literal["jsonl", "csv"]
 Format = Literal["auto", "jsonl", "csv"]
@@ -131,7 +132,12 @@ def json_lines(lines: Iterable[str]) -> Iterator[Record | BadLine[json.JSONDecod
         except json.JSONDecodeError as exc:
             yield BadLine(number, exc)
             continue
-        yield Record(number, value, number)
+        for where, problem in bad_text(value, []):
+            field = ".".join(map(str, where)) or "the value"
+            yield BadLine(number, json.JSONDecodeError(f"{field}: text {problem}", line, 0))
+            break
+        else:
+            yield Record(number, value, number)
 
 
 class CsvRows:
@@ -156,6 +162,10 @@ class CsvRows:
                 yield BadLine(line, exc)
                 continue
             if not any(cell.strip() for cell in cells):
+                continue
+            problem = next((p for p in map(text_problem, cells) if p), None)
+            if problem:
+                yield BadLine(line, csv.Error(f"a cell {problem}"))
                 continue
             yield Record(line, cells, self._reader.line_num)
 

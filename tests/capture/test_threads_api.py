@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kb.models import FaqDraft, QuestionPhrasing, Thread, ThreadPost
+from tests.support.accounts import make_account, sign_in
 from tests.support.html_dom import parse
 
 PASSWORD = "@SoramiMobile パスワードを忘れてMy Soramiにログインできません😭"
@@ -271,13 +272,12 @@ def test_merge_and_reject_through_the_api(
 
 # -- editor pages -----------------------------------------------------------------------
 def _login(client: TestClient, editor_headers: dict[str, str]) -> None:
-    key = editor_headers["Authorization"].removeprefix("Bearer ")
-    r = client.post("/review/login", data={"key": key, "next": "/review"}, follow_redirects=False)
+    # Editors sign in with a personal account (a Bearer key is for API clients).
+    account = make_account(client.app.state.services.session_factory)
+    r = sign_in(client, account, next_url="/review")
     assert r.status_code == 303 and r.headers["location"] == "/review"
-    assert (
-        "httponly" in r.headers["set-cookie"].lower()
-        and "samesite=strict" in r.headers["set-cookie"].lower()
-    )
+    cookie = r.headers["set-cookie"].lower()
+    assert "fql_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
 
 
 def test_review_pages_need_an_editor_sign_in(
@@ -285,14 +285,12 @@ def test_review_pages_need_an_editor_sign_in(
 ) -> None:
     r = client.get("/review", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/review/login")
-    key = agent_headers["Authorization"].removeprefix("Bearer ")
-    r = client.post("/review/login", data={"key": key}, follow_redirects=False)
-    assert r.status_code == 401 and "set-cookie" not in r.headers
+    account = make_account(client.app.state.services.session_factory)
+    r = sign_in(client, account, password="not the password")
+    assert r.status_code == 401 and "fql_session" not in r.headers.get("set-cookie", "")
     assert parse(r.text).find("p", class_="notice") is not None
-    r = client.post(
-        "/review/login", data={"key": "x", "next": "https://evil.example/"}, follow_redirects=False
-    )
-    assert r.status_code == 401
+    r = sign_in(client, account, next_url="https://evil.example/")
+    assert r.status_code == 303 and r.headers["location"] == "/review"
 
 
 def test_editor_reviews_and_publishes_in_the_browser(

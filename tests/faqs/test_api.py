@@ -36,7 +36,7 @@ def test_suggest_finds_the_faq_and_records_the_suggestion(
     assert body["lang"] == "en" and not body["abstained"]
     assert body["best"] == body["candidates"][0]
     assert "password" in body["best"]["title"].lower()
-    assert body["best"]["url"] == f"/faq/{body['best']['slug']}"
+    assert body["best"]["url"] == f"http://testserver/faq/{body['best']['slug']}"
     assert 0.0 <= body["confidence"] <= 1.0 and len(body["candidates"]) == 5
     scores = [c["score"] for c in body["candidates"]]
     assert scores == sorted(scores, reverse=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kb.db import session_scope
 from kb.faqs import entries as faqs
 from kb.models import FaqEntry, Flag, FlagKind, FlagStatus, ViewSource, utcnow
+from tests.support.accounts import make_account, sign_in
 from tests.support.html_dom import Node, parse
 from tests.support.pages import check_accessible
 from tests.support.traffic import add_abstained, add_views, add_votes, recompute_via_api
@@ -21,10 +22,9 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _login(client: TestClient, editor_headers: dict[str, str]) -> None:
-    key = editor_headers["Authorization"].removeprefix("Bearer ")
-    r = client.post(
-        "/review/login", data={"key": key, "next": "/review/health"}, follow_redirects=False
-    )
+    # Editors sign in with a personal account (a Bearer key is for API clients).
+    account = make_account(client.app.state.services.session_factory)
+    r = sign_in(client, account, next_url="/review/health")
     assert r.status_code == 303 and r.headers["location"] == "/review/health"
 
 
@@ -261,12 +261,12 @@ def test_dismiss_and_merge_from_the_pages(
     doc = _page(client, f"/review/health/faqs/{faq_id}")
     r = client.post(
         f"/review/health/faqs/{faq_id}/merge",
-        data={"csrf": _csrf(doc, "merge-form"), "into": str(scene["apn-iphone"])},
+        data={"csrf": _csrf(doc, "merge-form"), "into": str(scene["apn-iphone"]), "confirm": "yes"},
     )
     assert r.status_code == 400 and "only articles of one language" in r.text
     r = client.post(
         f"/review/health/faqs/{faq_id}/merge",
-        data={"csrf": _csrf(doc, "merge-form"), "into": str(into)},
+        data={"csrf": _csrf(doc, "merge-form"), "into": str(into), "confirm": "yes"},
         follow_redirects=False,
     )
     assert (

@@ -130,6 +130,9 @@ def replicas(
                 # Every test client comes from 127.0.0.1: lift the per-address vote limit.
                 "FAQLOOP_VOTE_RATE_LIMIT_IP": "100000",
                 "FAQLOOP_VOTE_RATE_LIMIT": "1000",
+                # Every client comes from 127.0.0.1: no per-address view or search budget.
+                "FAQLOOP_VIEW_COUNT_LIMIT_IP": "0",
+                "FAQLOOP_SEARCH_RATE_LIMIT": "0",
                 "FAQLOOP_LOG_LEVEL": "WARNING",
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",

@@ -47,16 +47,22 @@ def _phrasings(factory: sessionmaker[Session], faq_id: int) -> list[QuestionPhra
         )
 
 
-def test_sent_teaches_the_faq_a_phrasing_that_is_searchable_at_once(
-    client: TestClient, agent_headers: dict[str, str], session_factory: sessionmaker[Session]
+def test_sent_teaches_the_faq_a_phrasing_that_is_searchable_once_approved(
+    client: TestClient,
+    agent_headers: dict[str, str],
+    editor_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
 ) -> None:
     first = _suggest(client, agent_headers, POST_EN)
     faq_id = first["best"]["faq_id"]
     status, body = _outcome(client, agent_headers, first["suggestion_id"], outcome="sent")
     assert status == 200, body
-    assert body["phrasing_added"] is True and body["phrasing_faq_id"] == faq_id
+    # One agent's lesson waits for trust (tests/replies/test_quarantine.py).
+    assert body["phrasing_added"] is False and body["phrasing_pending"] is True
     assert body["faq_id"] == faq_id and body["repeated"] is False
     learnt = _phrasings(session_factory, faq_id)
+    approved = client.post(f"/v1/phrasings/{learnt[0].id}/approve", headers=editor_headers)
+    assert approved.status_code == 200, approved.text
     with session_factory() as s:
         row = s.get(Suggestion, first["suggestion_id"])
         assert row is not None and row.outcome == SuggestionOutcome.sent
@@ -79,7 +85,7 @@ def test_edited_needs_the_final_text_and_keeps_it_masked(
     assert status == 400 and "final_text" in body["detail"]
     final = "パスワードの再設定はこちら。折り返しは090-1234-5678へ https://help.example.jp/faq/x"
     status, body = _outcome(client, agent_headers, sid, outcome="edited", final_text=final)
-    assert status == 200 and body["phrasing_added"] is True
+    assert status == 200 and body["phrasing_pending"] is True
     with session_factory() as s:
         row = s.get(Suggestion, sid)
         assert row is not None and row.outcome == SuggestionOutcome.edited
@@ -102,7 +108,7 @@ def test_rejected_with_a_better_faq_teaches_that_faq(
     status, body = _outcome(
         client, agent_headers, out["suggestion_id"], outcome="rejected", faq_id=better
     )
-    assert status == 200 and body["phrasing_faq_id"] == better
+    assert status == 200 and body["phrasing_pending"] is True
     assert len(_phrasings(session_factory, better)) == 1
     assert _phrasings(session_factory, suggested) == []
     # A plain rejection teaches nothing.

@@ -300,3 +300,22 @@ def test_suggest_returns_the_draft_and_stores_it(
     r = client.post("/v1/suggest", json={"text": PROBLEM_EN}, headers=agent_headers)
     reply = r.json()["reply"]
     assert reply["limit"] is None and "Sorami Mobile" in reply["text"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "gist"),
+    [
+        (
+            "No. Roaming in Korea needs the World pass (980 yen a day).\n\nTurn it on in the app.",
+            "No. Roaming in Korea needs the World pass (980 yen a day).",
+        ),
+        (
+            "はい。海外でもeSIMをご利用いただけます。設定はアプリから行えます。",
+            "はい。海外でもeSIMをご利用いただけます。",
+        ),
+        ("Yes.", None),
+    ],
+)
+def test_the_gist_is_never_a_bare_yes_or_no(answer: str, gist: str | None) -> None:
+    out = answer_gist(answer)
+    assert (out[0] if out else None) == gist

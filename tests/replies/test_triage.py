@@ -127,10 +127,28 @@ def test_chatter_without_a_match_is_skipped(text: str) -> None:
     assert _advice(text) == (TriageAdvice.skip, "unclear")
 
 
-def test_a_post_without_cues_is_answered_only_when_a_faq_matches() -> None:
-    text = "@SoramiMobile roaming in Korea next week"
+def test_a_post_without_cues_is_answered_when_a_faq_matches_or_it_is_addressed() -> None:
+    text = "roaming in Korea next week, Sorami Mobile"
     assert _advice(text, matched=True) == (TriageAdvice.reply, "unclear")
     assert _advice(text, matched=False) == (TriageAdvice.skip, "unclear")
+    # Written to the brand, a report in words no cue knows still gets an agent.
+    text = "@SoramiMobile the QR code page shows a grey square"
+    assert _advice(text) == (TriageAdvice.reply, "unclear")
+    assert _advice("@SoramiMobile 🙂") == (TriageAdvice.skip, "unclear")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "@SoramiMobile your app crashes on startup, Android 14",
+        "@SoramiMobile great, another outage, thanks a lot",
+        "@SoramiMobile still not working",
+        "@SoramiMobile 繋がらない",
+        "@SoramiMobile 使えない",
+    ],
+)
+def test_complaints_without_a_question_get_a_reply(text: str) -> None:
+    assert _advice(text)[0] == TriageAdvice.reply
 
 
 def test_a_user_who_asks_others_and_the_brand_gets_a_reply() -> None:

@@ -64,7 +64,6 @@ _OLD_PATTERNS: list[tuple[re.Pattern[str], str, int]] = [
         r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3005\uff66-\uff9f]",
         0,
     ),
-    (language._MENTION, r"(?<![\w@])@[A-Za-z0-9_\u3040-\u30ff\u3400-\u9fff]{1,50}", 0),
     (cleaning._JA_CHAR, r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]", 0),
     (
         cleaning._LAUGH,

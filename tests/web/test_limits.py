@@ -4,10 +4,15 @@ numbers; none of them loses or half-writes data."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
+import pytest
 from fastapi.testclient import TestClient
 from limits.storage import MemoryStorage
 from sqlalchemy import func, select
@@ -17,7 +22,7 @@ from api.app import create_app
 from api.settings import Settings
 from api.web.ratelimit import RateLimiter
 from indexer.embedding.encoders import CachedEmbedder
-from kb.models import FaqEntry, Suggestion
+from kb.models import FaqEntry, PageView, Suggestion
 
 
 def _count(factory: sessionmaker[Session], model: type) -> int:
@@ -251,3 +256,166 @@ def test_limits_are_in_the_openapi_schema(client: TestClient) -> None:
     assert {"400", "401", "403", "504"} <= set(faq) and "413" not in faq
     assert "security" not in paths["/v1/public/search"]["get"]  # the site's API needs no key
     assert paths["/v1/faqs"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+# ------------------------------------------------------------- limits across replicas
+
+REDIS_URL = os.environ.get("FAQLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis; only the keys a test made (named by its unique marks) are removed."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.skip(f"no Redis answers at {REDIS_URL} ({exc}); set FAQLOOP_TEST_REDIS_URL")
+    yield REDIS_URL
+    for mark in _REDIS_MARKS:
+        for key in client.scan_iter(match=f"faqloop:*{mark}*"):
+            client.delete(key)
+    _REDIS_MARKS.clear()
+    client.close()
+
+
+_REDIS_MARKS: list[str] = []
+
+
+def _address() -> str:
+    """A client address no other test (or earlier run) has used."""
+    address = str(ipaddress.IPv6Address(int(uuid.uuid4().hex, 16)))
+    _REDIS_MARKS.append(address)
+    return address
+
+
+def test_two_replicas_share_one_suggest_budget_in_redis(
+    settings: Settings,
+    embedder: CachedEmbedder,
+    seeded: None,
+    agent_headers: dict[str, str],
+    redis_url: str,
+) -> None:
+    _REDIS_MARKS.append(hashlib.sha256(agent_headers["Authorization"][7:].encode()).hexdigest())
+    shared = settings.model_copy(
+        update={"redis_url": redis_url, "suggest_rate_limit": 4, "suggest_rate_window": 3600}
+    )
+    one = TestClient(create_app(shared, embedder=embedder))
+    two = TestClient(
+        create_app(
+            shared.model_copy(update={"data_dir": settings.data_dir / "r2"}), embedder=embedder
+        )
+    )
+    post = {"text": "eSIMが開通しない"}
+    with one, two:
+        codes = [
+            replica.post("/v1/suggest", json=post, headers=agent_headers).status_code
+            for replica in (one, two, one, two, one, two)
+        ]
+        assert codes == [200, 200, 200, 200, 429, 429]  # 4 in all, not 4 per replica
+        r = two.post("/v1/suggest", json=post, headers=agent_headers)
+        assert 3500 <= int(r.headers["Retry-After"]) <= 3600
+
+
+def test_two_replicas_share_vote_and_search_budgets_per_address(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, redis_url: str
+) -> None:
+    shared = settings.model_copy(
+        update={"redis_url": redis_url, "search_rate_limit": 3, "vote_rate_limit_ip": 2}
+    )
+    address = _address()
+    apps = [
+        create_app(shared, embedder=embedder),
+        create_app(
+            shared.model_copy(update={"data_dir": settings.data_dir / "r2"}), embedder=embedder
+        ),
+    ]
+    one, two = (TestClient(app, client=(address, 1)) for app in apps)
+    with one, two:
+        codes = [c.get("/v1/public/search", params={"q": "eSIM"}).status_code for c in (one, two)]
+        codes += [one.get("/search", params={"q": "eSIM"}).status_code]
+        codes += [c.get("/v1/public/search", params={"q": "eSIM"}).status_code for c in (two, one)]
+        assert codes == [200, 200, 200, 429, 429]
+        voted = []
+        for c in (one, two, one):
+            token = c.get("/v1/public/faqs/esim-iphone-activate").json()["csrf_token"]
+            r = c.post(
+                "/v1/public/faqs/esim-iphone-activate/vote",
+                json={"helpful": True},
+                headers={"X-CSRF-Token": token},
+            )
+            voted.append(r.status_code)
+            c.cookies.clear()
+        assert voted == [200, 200, 429]
+
+
+def test_an_unreachable_redis_does_not_take_the_service_down(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(down, embedder=embedder)) as client:
+        r = client.post("/v1/suggest", json={"text": "eSIMが開通しない"}, headers=agent_headers)
+        assert r.status_code == 200
+        assert client.get("/v1/public/search", params={"q": "eSIM"}).status_code == 200
+
+
+# -------------------------------------------------------------- public search and views
+
+
+def test_public_search_has_its_own_budget_per_address(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    limited = settings.model_copy(update={"search_rate_limit": 2, "search_rate_window": 600})
+    app = create_app(limited, embedder=embedder)
+    with (
+        TestClient(app, client=("192.0.2.20", 1)) as flood,
+        TestClient(app, client=("192.0.2.21", 1)) as other,
+    ):
+        assert [flood.get("/v1/public/search", params={"q": "esim"}).status_code for _ in "ab"] == [
+            200,
+            200,
+        ]
+        r = flood.get("/v1/public/search", params={"q": "esim"})
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+        assert 590 <= int(r.headers["Retry-After"]) <= 600
+        page = flood.get("/search", params={"q": "esim"})  # the page shares the budget
+        assert page.status_code == 429 and int(page.headers["Retry-After"]) >= 1
+        assert "text/html" in page.headers["content-type"]
+        assert flood.get("/search").status_code == 200  # the empty search form is free
+        # Another address, and agents' suggest, are untouched.
+        assert other.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+        r = flood.post("/v1/suggest", json={"text": "esim"}, headers=agent_headers)
+        assert r.status_code == 200
+
+
+def _views(factory: sessionmaker[Session]) -> int:
+    with factory() as s:
+        return int(s.scalar(select(func.coalesce(func.sum(PageView.count), 0))) or 0)
+
+
+def test_cookieless_floods_do_not_inflate_views_but_reply_visitors_count(
+    settings: Settings,
+    embedder: CachedEmbedder,
+    seeded: None,
+    session_factory: sessionmaker[Session],
+) -> None:
+    limited = settings.model_copy(update={"view_count_limit_ip": 5})
+    browser = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0 Safari/537"}
+    before = _views(session_factory)
+    with TestClient(
+        create_app(limited, embedder=embedder), client=("198.51.100.7", 1), headers=browser
+    ) as c:
+        for _ in range(60):  # a flood of cookieless page loads: every page renders
+            c.cookies.clear()
+            assert c.get("/faq/esim-iphone-activate").status_code == 200
+        assert _views(session_factory) - before == 5
+        # A customer behind the same address arriving from an agent's reply link counts.
+        c.cookies.clear()
+        assert c.get("/faq/esim-iphone-activate?src=reply").status_code == 200
+        assert _views(session_factory) - before == 6
+        # The JSON view endpoint says why a flooded view was not counted.
+        c.cookies.clear()
+        r = c.post("/v1/public/faqs/esim-iphone-activate/views", json={"src": "direct"})
+        assert r.status_code == 200 and r.json() == {"counted": False, "reason": "limited"}

@@ -1,0 +1,63 @@
+"""Long answers: the customer-style posts with and without one vector per answer chunk.
+
+    .venv/bin/python benchmarks/answer_chunks.py
+
+Indexes the seed content (faq_content/) twice, as the service does: with the answer's
+first paragraph only (IndexRecipe(dense_answer_chunks=1)) and with every paragraph chunked
+(the default recipe). Each post of tests/data/suggest_cases.yaml is cleaned as suggest
+cleans it and searched in its language (hybrid); prints hit@1, hit@3 and MRR@10 per recipe
+and the number of dense texts indexed. The shared sets are measured with `faqloop eval`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.settings import Settings  # noqa: E402
+from indexer.embedding.encoders import load_embedder  # noqa: E402
+from indexer.lexical.tokenizer import default_tokenizer  # noqa: E402
+from kb.faqs.content import read_content_dir  # noqa: E402
+from kb.indexing import IndexRecipe, entry_docs  # noqa: E402
+from kb.suggest.evaluation import content_index  # noqa: E402
+from kb.text.cleaning import clean_post  # noqa: E402
+from kb.text.language import detect_language, normalize_text  # noqa: E402
+
+
+def main() -> None:
+    settings = Settings()
+    embedder = load_embedder(settings.embedding_model, settings.models_dir)
+    tokenizer = default_tokenizer()
+    articles = read_content_dir(ROOT / "faq_content")
+    slugs = {n: a.slug for n, a in enumerate(articles, 1)}
+    cases = yaml.safe_load((ROOT / "tests" / "data" / "suggest_cases.yaml").read_text())
+    print(f"{len(articles)} articles, {len(cases)} posts, model {embedder.name}")
+    print(f"{'recipe':<28}{'texts':>7}{'hit@1':>8}{'hit@3':>8}{'MRR@10':>8}")
+    for name, recipe in (
+        ("first paragraph only", IndexRecipe(dense_answer_chunks=1)),
+        ("every paragraph (8 chunks)", IndexRecipe(dense_answer_chunks=8)),
+    ):
+        index = content_index(articles, embedder, tokenizer, recipe)
+        at1 = at3 = rr = 0.0
+        for case in cases:
+            text = clean_post(case["text"]) or normalize_text(case["text"])
+            hits = index.search(text, k=10, language=detect_language(text)).hits
+            ranked = [slugs[h.entry_id] for h in hits]
+            at1 += ranked[:1] == [case["expect"]]
+            at3 += case["expect"] in ranked[:3]
+            rr += next((1 / (i + 1) for i, s in enumerate(ranked) if s == case["expect"]), 0.0)
+        n = len(cases)
+        texts = sum(
+            len(entry_docs(n, a.language, a.question, a.answer, a.questions, recipe).dense_texts)
+            for n, a in enumerate(articles, 1)
+        )
+        print(f"{name:<28}{texts:>7}{at1 / n:>8.3f}{at3 / n:>8.3f}{rr / n:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()
