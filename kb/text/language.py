@@ -44,6 +44,13 @@ _MIN_CONFIDENCE = 0.3
 _ENGLISH_MARGIN = 0.1
 # Words with a digit, a capital after the first letter, or all capitals.
 _NAME_OR_CODE = re.compile(r"\b(?:\w*\d\w*|\w+[A-Z]\w*)\b")
+_HANDLE_OR_LINK = re.compile(r"@\w+|https?://\S+|www\.\S+|#")
+# Product words written the same way in every Latin-script language.
+_LOANWORD = re.compile(
+    r"\b(?:e?sim|apn|wi-?fi|ios|android|iphone|app|apps|ok|faq|sms|pin|puk|lte|online)\b", re.I
+)
+_SHORT_POST_WORDS = 3
+_SHORT_POST_MARGIN = 0.3
 
 _detector: Any = None
 _detector_lock = threading.Lock()
@@ -62,13 +69,37 @@ def _latin_detector() -> Any:
     return _detector
 
 
+# Han text without kana is Japanese kanji compounds (料金, 解約手続) unless it shows Chinese:
+# a character Japanese writing does not use (outside Shift_JIS: 们, 这, 热), a Chinese
+# function word, or a phrase Japanese does not form.
+_CHINESE_CHARS = frozenset("的吗呢吧么们这那个我你她它没请问怎什哪为给让说嗎麼无")
+_CHINESE_PHRASES = (
+    "一直", "无法", "無法", "怎麼", "什麼", "可以", "已經", "沒有", "請問", "網路", "斷線",
+    "不了", "不能", "了吗", "是不是", "太慢",
+)  # fmt: skip
+
+
+def _reads_as_chinese(text: str) -> bool:
+    for ch in text:
+        if not _JA_CHARS.match(ch):
+            continue
+        if ch in _CHINESE_CHARS:
+            return True
+        try:
+            ch.encode("cp932")
+        except UnicodeEncodeError:
+            return True
+    return any(phrase in text for phrase in _CHINESE_PHRASES)
+
+
 def detect_language(text: str) -> str:
     """The language of a post: one of CONTENT_LANGUAGES ("en" when nothing tells).
 
     Scripts decide the obvious cases at once, even on the shortest posts: kana is Japanese,
     hangul Korean, Thai script Thai; Han characters without kana, when they make up a third
-    of the letters, are Chinese. Latin-script text goes to lingua's models (en, es, fr, de,
-    pt, vi, id), and counts as English when lingua is unsure.
+    of the letters, are Chinese when the text shows Chinese, else Japanese kanji. Latin-script
+    text goes to lingua's models (en, es, fr, de, pt, vi, id), and counts as English when
+    lingua is unsure.
     """
     if KANA_CHAR.search(text):
         return "ja"
@@ -81,9 +112,11 @@ def detect_language(text: str) -> str:
         return "th"
     han = sum(1 for ch in letters if _JA_CHARS.match(ch))
     if han / len(letters) >= 0.3:
-        return "zh"
-    # Product names and codes (eSIM, APN, 5G, iPhone 15) are the same in every language.
-    words = _NAME_OR_CODE.sub(" ", text)
+        return "zh" if _reads_as_chinese(text) else "ja"
+    # Handles, links and product names or codes (eSIM, esim, APN, 5G, iPhone 15) are the same
+    # in every language; they only mislead the models.
+    words = _NAME_OR_CODE.sub(" ", _HANDLE_OR_LINK.sub(" ", text))
+    words = _LOANWORD.sub(" ", words)
     if not any(ch.isalpha() for ch in words):
         return "en"
     confidences = _latin_detector().compute_language_confidence_values(words)
@@ -91,7 +124,9 @@ def detect_language(text: str) -> str:
         return "en"
     code = str(confidences[0].language.iso_code_639_1.name).lower()
     english = next((c.value for c in confidences if c.language.iso_code_639_1.name == "EN"), 0.0)
-    if confidences[0].value - english < _ENGLISH_MARGIN:
+    # A few words say little: another language must be clearly ahead of English there.
+    short = len(words.split()) <= _SHORT_POST_WORDS
+    if confidences[0].value - english < (_SHORT_POST_MARGIN if short else _ENGLISH_MARGIN):
         return "en"
     return code if code in _LATIN_LANGUAGES else "en"
 

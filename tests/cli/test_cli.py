@@ -103,7 +103,7 @@ def test_reindex_and_suggest_print_ranked_candidates(env: dict[str, str]) -> Non
     assert len(lines) == 6
     r = run(env, "suggest", "   ")
     assert r.returncode == 2 and "text must not be empty" in r.stderr
-    r = run(env, "suggest", "hi", "--lang", "fr")
+    r = run(env, "suggest", "hi", "--lang", "xx")
     assert r.returncode == 2 and "lang must be one of" in r.stderr
     r = run(env, "reindex", "--if-needed")
     assert r.returncode == 0 and "loaded generation 1" in r.stdout

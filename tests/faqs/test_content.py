@@ -46,7 +46,7 @@ def test_parse_article() -> None:
         ("---\n- a list\n---\n# Q\n\nA", "must be a mapping"),
         ("---\nid: x\nslug: s\ncategory: c\n---\n# Q\n\nA", "lacks language"),
         ("---\nid: x\nslug: Bad Slug\ncategory: c\nlanguage: en\n---\n# Q\n\nA", "slug"),
-        ("---\nid: x\nslug: s\ncategory: c\nlanguage: fr\n---\n# Q\n\nA", "language 'fr'"),
+        ("---\nid: x\nslug: s\ncategory: c\nlanguage: xx\n---\n# Q\n\nA", "language 'xx'"),
         ("---\nid: x\nslug: s\ncategory: c\nlanguage: en\nquestions: 3\n---\n# Q\n\nA", "list"),
         ("---\nid: x\nslug: s\ncategory: c\nlanguage: en\n---\n# Q\n", "answer"),
     ],

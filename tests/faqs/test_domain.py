@@ -107,7 +107,7 @@ def test_revise_replaces_editor_phrasings_but_keeps_learnt_ones(session: Session
     [
         {"question": "  "},
         {"answer": ""},
-        {"language": "fr"},
+        {"language": "xx"},
         {"category": " "},
         {"question": "x" * 501},
     ],
