@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +42,7 @@ from api.web.limits import reject_unknown_query_parameters
 from api.web.text import TextHygieneMiddleware
 from indexer.embedding.encoders import Embedder
 from kb import errors
+from kb.faqs.content import load_categories
 
 log = logging.getLogger(__name__)
 
@@ -206,4 +208,36 @@ def create_app(
     app.add_middleware(ReviewHeadersMiddleware)
     # Limits, request ids, JSON logs and /metrics (api/observability.py, api/limits.py).
     observability.install(app, settings)
+    _document_categories(app, settings.content_dir)
     return app
+
+
+# Request bodies whose `category` must be a key of the content folder's categories.yaml.
+_CATEGORY_BODIES = ("FaqCreate", "FaqUpdate", "DraftUpdate", "DraftPublish")
+
+
+def _document_categories(app: FastAPI, content_dir: Path) -> None:
+    """State the managed categories as an enum in OpenAPI, so the schema says what is valid."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        known = sorted(load_categories(content_dir))
+        if known:
+            components = schema.get("components", {}).get("schemas", {})
+            for name in _CATEGORY_BODIES:
+                prop = components.get(name, {}).get("properties", {}).get("category")
+                if prop is None:
+                    continue
+                if "anyOf" in prop:  # optional: the string branch gets the enum
+                    for branch in prop["anyOf"]:
+                        if branch.get("type") == "string":
+                            branch["enum"] = known
+                else:
+                    prop["enum"] = known
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.audit.access import as_utc, require_audit_reader
 from api.web.deps import SessionDep
-from api.web.schemas import ErrorBody
+from api.web.schemas import ErrorBody, IsoDateTime
 from kb.audit import list_events
 from kb.models import AuditEvent
 
@@ -81,10 +81,10 @@ def read_audit(
         Query(max_length=200, description="A target type (`faq`) or type and id (`faq:12`)."),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="From this time (inclusive; UTC if no zone).")
+        IsoDateTime | None, Query(description="From this time (inclusive; UTC if no zone).")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="Before this time (exclusive; UTC if no zone).")
+        IsoDateTime | None, Query(description="Before this time (exclusive; UTC if no zone).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

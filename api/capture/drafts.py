@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -22,7 +21,7 @@ from api.capture.schemas import (
 )
 from api.state import Services
 from api.web.deps import EditorKey, ServicesDep, SessionDep
-from api.web.schemas import ErrorBody
+from api.web.schemas import ErrorBody, IsoDateTime
 from kb.audit import Actor, draft_state, record_action
 from kb.capture import drafts as capture_drafts
 from kb.capture import thread_input
@@ -77,7 +76,7 @@ def list_drafts(
         Query(description="demand: thread count, then growth; growth: spikes first."),
     ] = "demand",
     as_of: Annotated[
-        datetime | None, Query(description="Reference time of the 7-day windows (default now).")
+        IsoDateTime | None, Query(description="Reference time of the 7-day windows (default now).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,

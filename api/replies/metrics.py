@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.replies.deps import ReplyKitDep
 from api.replies.schemas import AgentMetricsRead
 from api.web.deps import AgentKey, ServicesDep, SessionDep
-from api.web.schemas import ErrorBody
+from api.web.schemas import ErrorBody, IsoDateTime
 from kb.errors import InvalidInput
 from kb.replies.metrics import agent_metrics
 
@@ -34,9 +34,9 @@ def get_metrics(
     _key: AgentKey,
     kit: ReplyKitDep,
     start: Annotated[
-        datetime | None, Query(description="Window start (ISO 8601; default: end − days).")
+        IsoDateTime | None, Query(description="Window start (ISO 8601; default: end − days).")
     ] = None,
-    end: Annotated[datetime | None, Query(description="Window end (default: now).")] = None,
+    end: Annotated[IsoDateTime | None, Query(description="Window end (default: now).")] = None,
     days: Annotated[float, Query(gt=0, le=3660, description="Window length if no start.")] = 7,
     gaps: Annotated[int, Query(ge=0, le=100, description="How many content gaps.")] = 10,
 ) -> AgentMetricsRead:

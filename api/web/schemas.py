@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator
@@ -29,3 +31,16 @@ JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 class ErrorBody(BaseModel):
     error: str
     detail: object | None = None
+
+
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+
+
+def _iso_datetime(value: object) -> object:
+    # pydantic would read a bare number as a Unix timestamp; the API documents ISO 8601.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2026-12-01T09:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]

@@ -154,6 +154,6 @@ def check_category(category: str | None, directory: Path) -> None:
     if known and category.strip() not in known:
         raise Unprocessable(
             f"unknown category {category.strip()!r}: use one of {', '.join(sorted(known))} "
-            f"(or add it to {directory / 'categories.yaml'})",
+            "(or add it to the content folder's categories.yaml)",
             detail={"category": category.strip(), "known": sorted(known)},
         )
