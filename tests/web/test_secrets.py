@@ -178,7 +178,8 @@ def test_serve_warns_while_secrets_are_development_defaults(
     monkeypatch.delenv("FAQLOOP_PSEUDONYM_SECRET", raising=False)
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     with caplog.at_level("WARNING"):
-        assert sorted(warn_about_default_secrets(defaults)) == ["pseudonym_secret", "visitor_secret"]
+        named = warn_about_default_secrets(defaults)
+    assert sorted(named) == ["pseudonym_secret", "visitor_secret"]
     assert "FAQLOOP_VISITOR_SECRET is the development default" in caplog.text
     configured = defaults.model_copy(
         update={"visitor_secret": "x" * 40, "pseudonym_secret": "y" * 40}
