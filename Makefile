@@ -53,27 +53,42 @@ chromium:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-ipafont-gothic; \
 	fi
 
-# The whole suite on SQLite, then the database tests again on PostgreSQL when one is
-# configured (FAQLOOP_TEST_DATABASE_URL) or reachable on 127.0.0.1:5432.
+# The whole suite on SQLite and, beside it, the database tests again on PostgreSQL when one
+# is configured (FAQLOOP_TEST_DATABASE_URL) or reachable on 127.0.0.1:5432. The two passes
+# run at once (each is mostly one busy core): the PostgreSQL pass writes to $(PG_LOG), shown
+# when it ends; either pass failing (pytest exit 5, no tests, included) fails the target.
+PG_LOG := .pytest-postgres.log
 pytest: model chromium
-	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest
 	@url="$${FAQLOOP_TEST_DATABASE_URL:-}"; \
 	if [ -z "$$url" ] && $(BIN)/python -c "import psycopg; psycopg.connect('host=127.0.0.1 port=5432 dbname=test user=postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		url="$(PG_DEFAULT_URL)"; fi; \
+	pg=""; \
 	if [ -n "$$url" ]; then \
-		echo "== database tests again on PostgreSQL"; \
-		FAQLOOP_TEST_DATABASE_URL="$$url" $(BIN)/pytest -m db; \
-	else echo "== PostgreSQL not reachable: database tests ran on SQLite only"; fi
+		echo "== database tests on PostgreSQL run beside the SQLite pass (log: $(PG_LOG))"; \
+		FAQLOOP_TEST_DATABASE_URL="$$url" $(BIN)/pytest -m db -p no:cacheprovider > $(PG_LOG) 2>&1 & pg=$$!; \
+	else echo "== PostgreSQL not reachable: database tests run on SQLite only"; fi; \
+	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest; sqlite=$$?; \
+	postgres=0; \
+	if [ -n "$$pg" ]; then \
+		wait $$pg; postgres=$$?; \
+		echo "== database tests on PostgreSQL (exit $$postgres)"; cat $(PG_LOG); fi; \
+	echo "== SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgres"; \
+	[ $$sqlite -eq 0 ] && [ $$postgres -eq 0 ]
 
 test: lint pytest
 
 # Interface text: extract every msgid (babel.cfg) into api/locales/messages.pot, then update
 # each language's catalog; translate what is new in api/locales/<lang>/LC_MESSAGES/messages.po.
+# Reply templates likewise (babel-replies.cfg, domain replies): kb/replies/locales/<lang>/....
 # A new language: $(BIN)/pybabel init -i api/locales/messages.pot -d api/locales -l <lang>
 messages: install
 	$(BIN)/pybabel extract -F babel.cfg -o api/locales/messages.pot --project faqloop \
 		--sort-output --add-location=file --no-wrap .
 	$(BIN)/pybabel update -i api/locales/messages.pot -d api/locales -D messages \
+		--no-wrap --ignore-pot-creation-date
+	$(BIN)/pybabel extract -F babel-replies.cfg -o kb/replies/locales/replies.pot --project faqloop \
+		--no-default-keywords -k R_:1c,2 --sort-output --add-location=file --no-wrap .
+	$(BIN)/pybabel update -i kb/replies/locales/replies.pot -d kb/replies/locales -D replies \
 		--no-wrap --ignore-pot-creation-date
 
 # Scale and speed benchmarks (docs/scale.md): figures, never timed tests. They use
