@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from api.site import seo
+from api.site.seo import PageMeta, site_origin
 from api.site.state import SiteState, SiteStateDep, Visitor, VisitorDep, keep_visitor, page_headers
 from api.state import Services
 from api.web.deps import ServicesDep, SessionDep
@@ -20,19 +22,31 @@ from kb.errors import CsrfRejected, DomainError, InvalidInput, RateLimited
 from kb.models import FaqEntry, ViewSource, utcnow
 from kb.site import articles as site_articles
 from kb.site import search as site_search
-from kb.site import views, visitors
+from kb.site import sitemap, views, visitors
 from kb.site import votes as site_votes
+from kb.site.highlight import first_sentence
 
 router = APIRouter(include_in_schema=False)
+# robots.txt, sitemap.xml and the favicon are served with the pages.
+router.include_router(seo.router)
 FRAGMENT_HEADER = "x-requested-with"
 POPULAR_DAYS = 30
-CLOSEST_WHEN_NOT_GOOD = 5
+# The closest articles shown below the cut (the JSON API gives every result).
+CLOSEST_SHOWN = 5
 ERROR_HEADINGS = {
     400: N_("We could not handle this request"),
     404: N_("Page not found"),
     429: N_("Too many requests"),
 }
 ERROR_HEADING = N_("Something went wrong")
+HOME_DESCRIPTION = N_(
+    "Answers to common questions about Sorami Mobile: plans and data, SIM and eSIM, billing, "
+    "orders and your account. Search the help center or browse by category."
+)
+CATEGORY_DESCRIPTION = N_(
+    "%(category)s: %(n)s articles answering common questions in the Sorami Mobile Help Center."
+)
+SEARCH_DESCRIPTION = N_("Search the Sorami Mobile Help Center for answers to your questions.")
 
 __all__ = ["error_page", "router"]
 
@@ -97,6 +111,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
         "detail": detail,
         "lang": language,
         "switch": _switch(f"/?lang={other_language(language)}", other_language(language)),
+        "meta": PageMeta(noindex=True),
     }
     return _render(request, "error.html", context, status=status)
 
@@ -116,10 +131,12 @@ def home(
     names = state.categories()
     today = utcnow().astimezone(state.tz).date()
     other = other_language(language)
+    origin = site_origin(request, state.settings)
     context = {
         "lang": language,
         "other": other,
         "switch": _switch(f"/?lang={other}", other),
+        "meta": seo.home_meta(origin, language, translator(language).gettext(HOME_DESCRIPTION)),
         "categories": site_articles.list_categories(session, language=language, names=names),
         "popular": site_articles.popular_entries(
             session, language=language, since=today - timedelta(days=POPULAR_DAYS)
@@ -141,13 +158,23 @@ def category(
     names = state.categories()
     site_articles.get_category_or_raise(session, names, key)
     other = other_language(language)
+    name = site_articles.category_name(names, key, language)
+    entries = site_articles.category_entries(session, category=key, language=language)
+    description = translator(language).gettext(CATEGORY_DESCRIPTION, category=name, n=len(entries))
     context = {
         "lang": language,
         "key": key,
         "other": other,
-        "name": site_articles.category_name(names, key, language),
-        "entries": site_articles.category_entries(session, category=key, language=language),
+        "name": name,
+        "entries": entries,
         "switch": _switch(f"/category/{key}?lang={other}", other),
+        "meta": seo.category_meta(
+            site_origin(request, state.settings),
+            key,
+            language,
+            sitemap.category_languages(session, key),
+            description,
+        ),
     }
     return _render(request, "category.html", context, vary_language=lang is None)
 
@@ -156,6 +183,7 @@ def category(
 
 
 def _article_context(
+    request: Request,
     session: Session,
     services: Services,
     state: SiteState,
@@ -172,8 +200,15 @@ def _article_context(
     switch_url = f"/faq/{other.slug}" if other else f"/?lang={other_lang}"
     switch = _switch(switch_url, other_lang)
     nearest = state.related_ids(services.index, entry)
+    origin = site_origin(request, services.settings)
+    meta = PageMeta(
+        canonical=f"{origin}/faq/{entry.slug}",
+        alternates=seo.article_alternates(origin, sitemap.article_alternates(session, entry)),
+        description=first_sentence(revision.answer),
+    )
     return {
         "lang": language,
+        "meta": meta,
         "entry": entry,
         "revision": revision,
         "answer_html": state.answer_html(revision.id, revision.answer, render_markdown),
@@ -228,7 +263,7 @@ def article(
             if source == ViewSource.search and search_id is not None:
                 site_search.record_search_click(session, search_id=search_id, entry_id=entry.id)
             session.commit()
-    context = _article_context(session, services, state, visitor, entry)
+    context = _article_context(request, session, services, state, visitor, entry)
     response = _render(request, "article.html", context, private=True)
     return keep_visitor(request, response, visitor)
 
@@ -281,7 +316,7 @@ def vote(
     except (RateLimited, CsrfRejected, InvalidInput) as exc:
         session.rollback()
         status, notice = _vote_notice(translator(_site_language(entry.language)), exc)
-        context = _article_context(session, services, state, visitor, entry, notice=notice)
+        context = _article_context(request, session, services, state, visitor, entry, notice=notice)
         response = _render(
             request,
             "_feedback.html" if fragment else "article.html",
@@ -293,13 +328,23 @@ def vote(
             response.headers["Retry-After"] = str(exc.retry_after)
         return keep_visitor(request, response, visitor)
     if fragment:
-        context = _article_context(session, services, state, visitor, entry)
+        context = _article_context(request, session, services, state, visitor, entry)
         return _render(request, "_feedback.html", context, private=True)
     # Post/redirect/get: a reload does not resend the vote; the page shows the stored vote.
     return RedirectResponse(f"/faq/{entry.slug}#feedback", status_code=303)
 
 
 # -- search ------------------------------------------------------------------------------
+
+
+def _search_meta(request: Request, state: SiteState, language: str, query: str) -> PageMeta:
+    """Result pages are not for search engines' indexes (their links are followed)."""
+    params = {"lang": language, **({"q": query} if query else {})}
+    return PageMeta(
+        canonical=site_origin(request, state.settings) + "/search?" + urlencode(params),
+        description=translator(language).gettext(SEARCH_DESCRIPTION),
+        noindex=True,
+    )
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -312,7 +357,8 @@ def search(
     q: str | None = None,
     lang: str | None = None,
 ) -> Response:
-    """Search results from the same hybrid retrieval as suggest; logged without personal data."""
+    """Search results from the same hybrid retrieval as suggest, cut by its calibrated
+    confidence: the answers, then the closest articles; logged without personal data."""
     page_language = _page_language(request, lang)
     query = site_search.validate_query(q)
     language = site_search.search_language(query, page_language) if query else page_language
@@ -321,9 +367,12 @@ def search(
         "q": query,
         "other": other_language(language),
         "other_name": translator(language).language_name(other_language(language)),
-        "results": [],
+        "answers": [],
+        "closest": [],
         "good": False,
         "search_id": None,
+        "category_names": {},
+        "meta": _search_meta(request, state, language, query),
     }
     if query:
         try:
@@ -344,11 +393,16 @@ def search(
             with state.serial_writes():
                 outcome.log = site_search.log_outcome(session, outcome)
                 session.commit()
-        results = outcome.results if outcome.good else outcome.results[:CLOSEST_WHEN_NOT_GOOD]
+        names = state.categories()
         context.update(
-            results=results,
+            answers=outcome.answers,
+            closest=outcome.closest[:CLOSEST_SHOWN],
             good=outcome.good,
             search_id=outcome.log.id if outcome.log else None,
+            category_names={
+                r.entry.category: site_articles.category_name(names, r.entry.category, language)
+                for r in outcome.results
+            },
         )
     other = context["other"]
     switch_url = f"/search?lang={other}" + (f"&q={quote(query, safe='')}" if query else "")

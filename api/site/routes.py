@@ -72,7 +72,11 @@ def public_search(
     lang: Annotated[Lang | None, Query(description="Language of the page searched from.")] = None,
     k: Annotated[int, Query(ge=1, le=site_search.SEARCH_K)] = site_search.SEARCH_K,
 ) -> PublicSearchResponse:
-    """Search published articles with the site's hybrid retrieval (logged, no personal data)."""
+    """Search published articles with the site's hybrid retrieval (logged, no personal data).
+
+    Results are cut by the calibrated confidence suggest uses: each says whether it is an
+    `answer` (above the cut) or one of the `closest` articles below it.
+    """
     query = site_search.require_query(q)
     state.address_limits.check_search(visitor.ip)  # 429 + Retry-After beyond the budget
     outcome = site_search.search_articles(
@@ -90,17 +94,27 @@ def public_search(
             session.commit()
     suffix = f"?src=search&q_id={outcome.log.id}" if outcome.log else "?src=search"
     base = services.settings.base_url
+    names = state.categories()
     return PublicSearchResponse(
         query=outcome.query,
         lang=outcome.language,
         search_id=outcome.log.id if outcome.log else None,
         good_result=outcome.good,
         confidence=outcome.confidence,
+        threshold=outcome.threshold,
         results=[
             PublicSearchHit(
                 **_link(r.entry, base, suffix=suffix).model_dump(),
+                category_name=site_articles.category_name(
+                    names, r.entry.category, outcome.language
+                ),
                 score=r.score,
+                confidence=r.confidence,
+                section="answer" if r.answer else "closest",
                 snippet=r.snippet,
+                matched_words=list(
+                    dict.fromkeys(p.text for p in [*r.title_marks, *r.snippet_marks] if p.matched)
+                ),
             )
             for r in outcome.results
         ],

@@ -21,8 +21,27 @@ class PublicArticleLink(BaseModel):
 
 
 class PublicSearchHit(PublicArticleLink):
+    category_name: str = Field(description="The category's name in the language searched.")
     score: float = Field(description="Fused retrieval score (for ordering only).")
-    snippet: str = Field(description="The answer's first words as plain text.")
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Calibrated confidence that this article answers the search: suggest's "
+        "confidence for the top result; a lower one is judged as if ranked first against the "
+        "same competitors (docs/site.md).",
+    )
+    section: Literal["answer", "closest"] = Field(
+        description="`answer` above the cut (the leading results whose confidence reaches "
+        "`threshold`), `closest` below it: related articles that may not answer the search."
+    )
+    snippet: str = Field(
+        description="Plain text from the answer: the first paragraph with a searched word "
+        "(from shortly before it), else the first paragraph; at most 160 characters."
+    )
+    matched_words: list[str] = Field(
+        description="The words of `title` and `snippet` the search matched (as written there, "
+        "each once), for highlighting."
+    )
 
 
 class PublicSearchResponse(BaseModel):
@@ -35,8 +54,16 @@ class PublicSearchResponse(BaseModel):
     good_result: bool = Field(
         description="Whether the top result's calibrated confidence reaches the threshold."
     )
-    confidence: float = Field(ge=0.0, le=1.0)
-    results: list[PublicSearchHit]
+    confidence: float = Field(ge=0.0, le=1.0, description="The top result's confidence.")
+    threshold: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="The cut: suggest's abstention threshold. Results whose confidence "
+        "reaches it, from the top down, are `answer`s; the rest are `closest`.",
+    )
+    results: list[PublicSearchHit] = Field(
+        description="In ranking order: the answers first, then the closest articles."
+    )
 
 
 class PublicArticle(PublicArticleLink):

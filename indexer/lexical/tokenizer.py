@@ -121,6 +121,79 @@ class Tokenizer:
                     terms.append(norm)
         return terms
 
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """Where the terms of `tokenize` stand in `text`: (start, end, term), offsets into
+        `text` as given, so a page can mark the words a search matched. The text is
+        normalised character by character (tokenize does the whole text at once; the terms
+        are the same for everything but characters that NFKC composes with a neighbour)."""
+        origin: list[int] = []  # normalised position -> position in `text`
+        parts: list[str] = []
+        for i, ch in enumerate(text):
+            norm = unicodedata.normalize("NFKC", ch).lower()
+            parts.append(norm)
+            origin.extend([i] * len(norm))
+        norm_text = "".join(parts)
+
+        def place(found: list[tuple[int, int, str]], base: int) -> list[tuple[int, int, str]]:
+            return [
+                (origin[base + a], origin[base + b - 1] + 1, term) for a, b, term in found if b > a
+            ]
+
+        if not _JA.search(norm_text):
+            return place(self._english_spans(norm_text), 0)
+        out: list[tuple[int, int, str]] = []
+        if self.ja_mode == "bigram":
+            for m in re.finditer(f"[{JAPANESE}]+|[a-z0-9]+", norm_text):
+                run = m.group(0)
+                if not _JA.search(run):
+                    out.extend(place(self._english_spans(run), m.start()))
+                elif len(run) == 1:
+                    out.extend(place([(0, 1, run)], m.start()))
+                else:
+                    pairs = [(i, i + 2, run[i : i + 2]) for i in range(len(run) - 1)]
+                    out.extend(place(pairs, m.start()))
+            return out
+        for base in range(0, len(norm_text), 8000):
+            chunk = norm_text[base : base + 8000]
+            for m in self._sudachi().tokenize(chunk):
+                if m.part_of_speech()[0] in _JA_SKIP_POS:
+                    continue
+                surface = m.surface()
+                if not _JA.search(surface):
+                    out.extend(place(self._english_spans(surface), base + m.begin()))
+                    continue
+                norm = m.normalized_form()
+                if norm not in JA_STOPWORDS:
+                    out.extend(place([(0, len(surface), norm)], base + m.begin()))
+        return out
+
+    def _english_spans(self, text: str) -> list[tuple[int, int, str]]:
+        """`_english` (and `_generic`) with the offsets of each term in `text`."""
+        if not text.isascii():
+            out: list[tuple[int, int, str]] = []
+            for m in _GENERIC_RUN.finditer(text):
+                run = m.group(0)
+                if run.isascii():
+                    out.extend(
+                        (m.start() + a, m.start() + b, t) for a, b, t in self._english_spans(run)
+                    )
+                elif _SYLLABIC.match(run):
+                    if len(run) == 1:
+                        out.append((m.start(), m.end(), run))
+                    else:
+                        out.extend(
+                            (m.start() + i, m.start() + i + 2, run[i : i + 2])
+                            for i in range(len(run) - 1)
+                        )
+                else:
+                    out.append((m.start(), m.end(), run))
+            return out
+        words = [m for m in _WORD.finditer(text) if m.group(0) not in EN_STOPWORDS]
+        terms = [m.group(0) for m in words]
+        if self.stem:
+            terms = [str(s) for s in self._stemmer.stemWords(terms)]
+        return [(m.start(), m.end(), term) for m, term in zip(words, terms, strict=True)]
+
     def _english(self, text: str) -> list[str]:
         if not text.isascii():
             return self._generic(text)

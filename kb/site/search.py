@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from indexer.retrieval.confidence import ConfidenceModel
+from indexer.retrieval.hybrid import SearchResult
 from kb.errors import InvalidInput
 from kb.faqs.entries import entries_by_ids
-from kb.indexing import IndexManager, first_passage
+from kb.indexing import IndexManager
 from kb.models import (
     EntryStatus,
     FaqEntry,
     SearchLog,
     utcnow,
 )
+from kb.site import highlight
+from kb.site.highlight import Piece
 from kb.text.cleaning import clean_post
 from kb.text.language import detect_language, normalize_text
 from kb.text.personal_data import scrub_personal_data
@@ -65,6 +68,13 @@ class SearchHitView:
     entry: FaqEntry
     score: float
     snippet: str
+    # The calibrated confidence that this article answers the search (see `hit_confidence`).
+    confidence: float = 0.0
+    # Above the cut: an answer; below it: one of the closest articles.
+    answer: bool = False
+    # The question and the snippet in pieces, the words the search matched marked.
+    title_marks: list[Piece] = field(default_factory=list)
+    snippet_marks: list[Piece] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +87,32 @@ class SiteSearch:
     confidence: float
     good: bool
     log: SearchLog | None = None
+    threshold: float = 0.0
+
+    @property
+    def answers(self) -> list[SearchHitView]:
+        """The results above the cut: the ones the confidence vouches for."""
+        return [r for r in self.results if r.answer]
+
+    @property
+    def closest(self) -> list[SearchHitView]:
+        """The results below the cut: the closest articles, offered as such."""
+        return [r for r in self.results if not r.answer]
+
+
+def hit_confidence(calibration: ConfidenceModel, result: SearchResult, position: int) -> float:
+    """The calibrated confidence that the hit at `position` answers the query.
+
+    The confidence model judges the top of a ranking (suggest's confidence); a lower hit is
+    judged as if it were ranked first against the same competitors, so the hits above it
+    count against it (its margin over the best of them is zero or less) and it passes only
+    on its own strength. For the first hit this is exactly suggest's confidence.
+    """
+    hits = result.hits
+    if position == 0:
+        return calibration.confidence(result)
+    reordered = [hits[position], *hits[:position], *hits[position + 1 :]]
+    return calibration.confidence(replace(result, hits=reordered))
 
 
 def search_articles(
@@ -89,36 +125,58 @@ def search_articles(
     threshold: float,
     k: int = SEARCH_K,
 ) -> SiteSearch:
-    """Hybrid search over published articles (log it with `log_outcome`).
+    """Hybrid search over published articles, cut by the calibrated confidence (log it
+    with `log_outcome`).
 
-    `good` says whether the calibrated confidence of the top result reaches the threshold
-    suggest uses; searches without a good result are the site's content-gap signal.
+    The results are in ranking order; the leading ones whose confidence reaches the
+    threshold suggest abstains below are the answers, the rest the closest articles. `good`
+    says whether the top result is an answer (suggest would not abstain); searches without
+    a good result are the site's content-gap signal.
     """
     # The words people type into a search box are read as a post's are (one cleaner).
     result = index.search(clean_post(query) or query, k=k, language=language)
+    terms = result.query_terms  # the analysed words BM25 searched with
     entries = entries_by_ids(session, [h.entry_id for h in result.hits])
     results = []
-    for hit in result.hits:
+    cut_open = True  # the cut is one place in the ranking: answers first, then the closest
+    for position, hit in enumerate(result.hits):
         entry = entries.get(hit.entry_id)
         # The database is the truth: an entry unpublished since the index saw it is dropped.
-        if entry is None or entry.status != EntryStatus.published:
+        usable = (
+            entry is not None
+            and entry.status == EntryStatus.published
+            and entry.current_revision is not None
+        )
+        if not usable:
+            if position == 0:
+                cut_open = False  # the ranked winner vanished: do not vouch for the runner-up
             continue
-        if entry.current_revision is None:
-            continue
-        snippet = first_passage(entry.current_revision.answer, 160)
-        results.append(SearchHitView(entry=entry, score=round(hit.score, 6), snippet=snippet))
-    confidence = calibration.confidence(result) if results else 0.0
-    if results and result.hits and results[0].entry.id != result.hits[0].entry_id:
-        confidence = 0.0  # the ranked winner vanished: do not vouch for the runner-up
-    good = bool(results) and confidence >= threshold
-    outcome = SiteSearch(
+        assert entry is not None and entry.current_revision is not None
+        confidence = hit_confidence(calibration, result, position)
+        cut_open = cut_open and confidence >= threshold
+        revision = entry.current_revision
+        text = highlight.snippet(revision.answer, terms, index.tokenizer)
+        results.append(
+            SearchHitView(
+                entry=entry,
+                score=round(hit.score, 6),
+                snippet=text,
+                confidence=round(confidence, 4),
+                answer=cut_open,
+                title_marks=highlight.mark(revision.question, terms, index.tokenizer),
+                snippet_marks=highlight.mark(text, terms, index.tokenizer),
+            )
+        )
+    # The top result's confidence is suggest's; 0 when the ranked winner vanished.
+    winner = bool(results) and results[0].entry.id == result.hits[0].entry_id
+    return SiteSearch(
         query=query,
         language=language,
         results=results,
-        confidence=round(confidence, 4),
-        good=good,
+        confidence=results[0].confidence if winner else 0.0,
+        good=bool(results) and results[0].answer,
+        threshold=threshold,
     )
-    return outcome
 
 
 def log_outcome(session: Session, outcome: SiteSearch) -> SearchLog:

@@ -8,6 +8,7 @@ CI; in CI (the CI variable set) a missing browser is a failure.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -285,3 +286,45 @@ def test_browse_search_read_vote_and_switch_language(
     for name in ("home", "search", "article"):
         for width in ("desktop", "mobile"):
             assert (SHOTS / f"{name}-{width}.png").stat().st_size > 1000
+
+
+def test_search_shows_answers_closest_and_highlights_at_both_widths(
+    live_server: str, browser: Browser
+) -> None:
+    loopback = Loopback()
+    for name, options in (("desktop", DESKTOP), ("mobile", MOBILE)):
+        page = _page(browser, loopback, **options)
+        page.goto(f"{live_server}/search?q=パスワードを忘れた&lang=ja")
+        answers = page.locator("section.answers")
+        closest = page.locator("section.closest")
+        expect(answers.get_by_role("heading", name="この質問に答える記事")).to_be_visible()
+        expect(closest.get_by_role("heading", name="近い記事")).to_be_visible()
+        first = answers.locator("li.result").first
+        expect(first.locator("a")).to_have_attribute(
+            "href", re.compile(r"^/faq/reset-password-ja\?")
+        )
+        expect(first.locator("a mark").first).to_have_text("パスワード")
+        expect(first.locator(".category")).to_have_text("アカウント・ログイン")
+        expect(closest.locator("li.result").first).to_be_visible()
+        # The answers come above the closest articles, and every mark is on screen.
+        top_answers = answers.bounding_box()
+        top_closest = closest.bounding_box()
+        assert top_answers and top_closest and top_answers["y"] < top_closest["y"]
+        assert page.locator("main mark").count() >= 2
+        ratios = page.evaluate(CONTRAST_JS, ["mark", ".results .category", ".closest .hint"])
+        assert ratios and all(r >= 4.5 for _, r in ratios), ratios
+        _check_page(page)
+        _shot(page, f"search-cut-{name}")
+
+        # An unrelated search: no answers, said so, and the closest under their label.
+        page.goto(f"{live_server}/search?q=pizza recipe with fresh tomatoes&lang=en")
+        expect(page.locator("p.empty[role=status]")).to_be_visible()
+        assert page.locator("section.answers").count() == 0
+        expect(page.get_by_role("heading", name="Closest articles")).to_be_visible()
+        _check_page(page)
+        # The favicon is linked and served.
+        icon = page.locator('link[rel="icon"]').get_attribute("href")
+        assert icon == "/static/favicon.svg"
+        assert page.request.get(f"{live_server}{icon}").status == 200
+        assert page.errors == []  # type: ignore[attr-defined]
+    assert loopback.blocked == []

@@ -51,8 +51,8 @@ def check_offline(doc: Node) -> None:
     """Every stylesheet, script and image comes from this site (no CDN, no web font)."""
     for node in doc.find_all("link") + doc.find_all("script") + doc.find_all("img"):
         url = node.get("href") or node.get("src") or ""
-        if node.tag == "link" and node.get("rel") == "alternate":
-            continue
+        if node.tag == "link" and node.get("rel") in ("alternate", "canonical"):
+            continue  # links for search engines, not resources
         assert url.startswith("/") and not url.startswith("//"), url
 
 
@@ -205,9 +205,9 @@ def test_unpublished_articles_are_not_shown_and_merged_ones_redirect(
 
 
 def _search(web: TestClient, query: str, lang: str) -> tuple[Node, list[str]]:
+    """The page, and its result links in order: the answers, then the closest articles."""
     doc = page(web, "/search", params={"q": query, "lang": lang})
-    results = doc.find("ol", class_="results")
-    return doc, links(results) if results else []
+    return doc, [h for ol in doc.find_all("ol", class_="results") for h in links(ol)]
 
 
 def test_japanese_search_finds_the_article_and_logs_it(
@@ -226,7 +226,8 @@ def test_japanese_search_finds_the_article_and_logs_it(
     with session_factory() as s:
         log = s.get(SearchLog, int(params["q_id"][0]))
         assert log is not None and log.language == "ja"
-        assert log.query == target.questions[0].strip() and log.result_count == len(hrefs)
+        # Every result is logged; the page shows the answers and the five closest.
+        assert log.query == target.questions[0].strip() and log.result_count >= len(hrefs)
         assert log.top_score is not None and log.clicked_entry_id is None
     # Opening a result credits the search and counts a view from search.
     web.get(hrefs[slugs.index(target.slug)])
