@@ -16,6 +16,7 @@ from api.settings import Settings
 from api.site.state import SiteStateDep
 from api.web.deps import ServicesDep, SessionDep
 from api.web.i18n import languages
+from api.web.origin import public_origin
 from kb.site import articles as site_articles
 from kb.site import sitemap
 
@@ -33,7 +34,7 @@ CACHE_SECONDS = 3600
 def site_origin(request: Request, settings: Settings) -> str:
     """The site's public origin: FAQLOOP_BASE_URL when set, else the request's own (its
     scheme as the trusted proxies report it), as suggest makes its reply links absolute."""
-    return settings.base_url.strip().rstrip("/") or str(request.base_url).rstrip("/")
+    return public_origin(settings.base_url, request)
 
 
 def _query(path: str, params: Mapping[str, str]) -> str:

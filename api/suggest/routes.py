@@ -16,6 +16,7 @@ from api.suggest.schemas import (
     suggest_response,
 )
 from api.web.deps import AgentKey, BearerToken, ServicesDep, SessionDep, authenticate_request
+from api.web.origin import public_origin
 from api.web.schemas import ErrorBody
 from kb.models import Role
 from kb.replies.compose import suggest_with_reply
@@ -30,7 +31,7 @@ def with_origin(policy: SuggestPolicy, request: Request) -> SuggestPolicy:
     origin (as the trusted proxies report it)."""
     if policy.base_url.strip():
         return policy
-    return replace(policy, base_url=str(request.base_url).rstrip("/"))
+    return replace(policy, base_url=public_origin("", request))
 
 
 @router.post(
