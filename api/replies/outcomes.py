@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from sqlalchemy import select
 
 from api.replies.deps import ReplyKitDep
 from api.replies.schemas import OutcomeBody, OutcomeRead, PhrasingApproved
 from api.web.deps import AgentKey, EditorKey, ServicesDep, SessionDep
 from api.web.schemas import ErrorBody
+from kb.audit.trail import Actor, record_action
+from kb.models import PhrasingStatus, QuestionPhrasing
 from kb.replies.outcomes import approve_phrasing, record_outcome
 
 router = APIRouter(tags=["outcomes"])
@@ -74,7 +77,17 @@ def post_approve_phrasing(
     Until then (or until enough distinct agents taught it) it shapes neither suggest nor
     public search. Approving an approved phrasing changes nothing.
     """
+    was = session.scalar(select(QuestionPhrasing.status).where(QuestionPhrasing.id == phrasing_id))
     phrasing = approve_phrasing(session, phrasing_id, by=f"key {key.id} ({key.name})")
+    if was == PhrasingStatus.pending:
+        record_action(
+            session,
+            actor=Actor(key.name, "key"),
+            action="phrasing_approved",
+            target=f"faq:{phrasing.entry_id}",
+            before={"phrasing": phrasing.id, "text": phrasing.text, "status": "pending"},
+            after={"phrasing": phrasing.id, "status": "approved"},
+        )
     result = PhrasingApproved(
         phrasing_id=phrasing.id,
         faq_id=phrasing.entry_id,

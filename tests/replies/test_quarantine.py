@@ -16,7 +16,7 @@ from api.settings import Settings
 from indexer.embedding.encoders import CachedEmbedder
 from kb.auth.keys import create_key
 from kb.db import session_scope
-from kb.models import FaqEntry, PhrasingSource, PhrasingStatus, QuestionPhrasing
+from kb.models import AuditEvent, FaqEntry, PhrasingSource, PhrasingStatus, QuestionPhrasing
 
 # An English post about a forgotten password; agents "reject" it naming an unrelated FAQ.
 POST = "locked out of the app after forgetting my password, how do I get back in"
@@ -149,8 +149,13 @@ def test_an_editor_can_approve_a_pending_phrasing(
     assert r.json()["status"] == "approved" and r.json()["faq_id"] == target
     assert r.json()["approved_by"].startswith("key ")
     assert _public_top(web) == TARGET_SLUG  # searchable when the approval returns
-    # Approving again changes nothing; an unknown phrasing is 404.
+    # Approving again changes nothing (and records nothing); an unknown phrasing is 404.
     assert web.post(url, headers=editor_headers).json() == r.json()
+    with session_factory() as s:
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "phrasing_approved")))
+    assert [(e.actor, e.actor_kind, e.target_id) for e in events] == [
+        ("test editor", "key", str(target))
+    ]
     r = web.post("/v1/phrasings/999999/approve", headers=editor_headers)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: registrations, the outbox of events, and their signed delivery."""
