@@ -166,7 +166,8 @@ class HttpFailure(Exception):
 
 
 class KeepAliveClient:
-    """One keep-alive HTTP/1.1 connection for JSON POSTs: what a load generator needs, no more.
+    """One keep-alive HTTP/1.1 connection for JSON POSTs and GETs: what a load generator
+    needs, no more.
 
     The clients run on the same two cores as the server they measure, so what they cost
     is taken from the server: this client costs a fraction of what httpx does (both are in
@@ -199,13 +200,25 @@ class KeepAliveClient:
 
     async def post_json(self, path: str, payload: Any) -> tuple[int, bytes]:
         """(status, body) of one POST."""
-        import asyncio
-
         body = json.dumps(payload, ensure_ascii=False).encode()
         request = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._head}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
+        return await self._exchange(request)
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body) of one GET (`path` with its query string, already encoded);
+        `headers` are added to the client's own for this request only."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._head}{extra}\r\n"
+        ).encode()
+        return await self._exchange(request)
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        import asyncio
+
         if self._writer is not None and time.monotonic() - self._last_used > self.keepalive_expiry:
             await self.close()
         try:

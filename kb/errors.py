@@ -81,3 +81,10 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int, detail: object | None = None) -> None:
         super().__init__(message, detail=detail)
         self.retry_after = retry_after
+
+
+class Busy(RateLimited):
+    """This replica already runs as many requests of this kind as it allows (the rest of the
+    machine is kept for other work); try again after `retry_after` seconds."""
+
+    code = "busy"

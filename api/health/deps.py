@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import OperationalError
 
 from api.settings import Settings
-from api.state import Services
+from api.state import PeriodicJob, Services
 from api.web.lazy import Lazy
 from indexer.lexical.tokenizer import Tokenizer, default_tokenizer
 from kb.capture.ingest import QuestionVectors
@@ -24,12 +24,17 @@ from kb.errors import IndexNotReady
 from kb.health import flags
 from kb.health.scores import HealthPolicy, SiteBaseline, compute_baseline
 from kb.models import EntryStatus, FaqEntry, utcnow
+from kb.ops.jobs import JobResult
 
 log = logging.getLogger(__name__)
 # How long article pages reuse the site baseline (it moves slowly; computing it reads every
 # article's counts).
 BASELINE_TTL = 300.0
 WRITE_ATTEMPTS = 3
+# The cluster-wide job (kb/ops/jobs.py) and how long "recompute now" waits for a recompute
+# under way on another replica.
+HEALTH_JOB = "health"
+LOCK_WAIT = 600.0
 
 
 def health_policy(settings: Settings) -> HealthPolicy:
@@ -99,40 +104,79 @@ class HealthKit:
                 return None
         return result.hits[0].entry_id, confidence
 
-    def recompute(self) -> flags.RecomputeReport:
-        """Recompute scores and flags now and commit (content gaps need the index)."""
+    def _compute(self) -> flags.RecomputeReport:
+        """Recompute scores and flags and commit (content gaps need the index)."""
         factory = self.services.session_factory
-        with self.running:
-            # Detection reads (and embeds) for a while; it holds no write lock meanwhile.
-            with factory() as session:
-                found = flags.detect_all(
-                    session,
-                    self.policy,
-                    tz=self.tz,
-                    encoder=self.vectors,
-                    tokenizer=self.tokenizer,
-                    covered=self.covered,
-                    gaps=self.services.index.ready,
-                )
-                session.rollback()
-            # The writes: one short transaction on a fresh snapshot. SQLite refuses to turn a
-            # reader into a writer when another connection committed in between, so a busy
-            # moment is retried rather than failing the whole recompute.
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    with session_scope(factory) as session:
-                        report = flags.apply_detected(session, found, self.policy)
-                    break
-                except OperationalError:
-                    if attempt == WRITE_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.2 * (attempt + 1))
+        # Detection reads (and embeds) for a while; it holds no write lock meanwhile.
+        with factory() as session:
+            found = flags.detect_all(
+                session,
+                self.policy,
+                tz=self.tz,
+                encoder=self.vectors,
+                tokenizer=self.tokenizer,
+                covered=self.covered,
+                gaps=self.services.index.ready,
+            )
+            session.rollback()
+        # The writes: one short transaction on a fresh snapshot. SQLite refuses to turn a
+        # reader into a writer when another connection committed in between, so a busy
+        # moment is retried rather than failing the whole recompute.
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with session_scope(factory) as session:
+                    return flags.apply_detected(session, found, self.policy)
+            except OperationalError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finished(self, report: flags.RecomputeReport) -> flags.RecomputeReport:
         if report.baseline is not None:
             self._baseline = (time.monotonic(), report.baseline)
         self.last_report, self.last_error = report, None
         self.finished_at = utcnow()
         self.completed += 1
         return report
+
+    def recompute(self) -> flags.RecomputeReport:
+        """Recompute now (an editor's "recompute now", `faqloop health`), on any replica.
+
+        It takes the cluster-wide lock of the health job, waiting for a recompute under way
+        on another replica to end, so two never run at once; the interval does not apply.
+        """
+        with self.running:
+            result = self.services.jobs.run(HEALTH_JOB, self._compute, wait=LOCK_WAIT)
+        if not result.ran or result.value is None:
+            raise RuntimeError(
+                f"another process kept the health recompute's lock for over {LOCK_WAIT:.0f} s"
+            )
+        return self._finished(result.value)
+
+    def recompute_if_due(self, interval: float) -> JobResult[flags.RecomputeReport]:
+        """The background loop's tick: recompute unless this process is recomputing, another
+        replica is, or one did less than `interval` seconds ago (raises what the run raised)."""
+        if not self.running.acquire(blocking=False):
+            return JobResult(ran=False, reason="busy")
+        started = time.perf_counter()
+        try:
+            result = self.services.jobs.run(HEALTH_JOB, self._compute, interval=interval)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.finished_at = utcnow()
+            self.completed += 1
+            raise
+        finally:
+            self.running.release()
+        if result.ran and result.value is not None:
+            self._finished(result.value)
+            log.info(
+                "health recomputed in %.1f s: %s",
+                time.perf_counter() - started,
+                result.value.as_dict(),
+            )
+        return result
 
     def recompute_in_background(self) -> bool:
         """Start a recompute in a daemon thread; False when one is already under way."""
@@ -189,37 +233,31 @@ def get_health_kit(request: Request) -> HealthKit:
 HealthDep = Annotated[HealthKit, Depends(get_health_kit)]
 
 
-class HealthLoop:
-    """Recomputes health in a daemon thread every `interval` seconds.
+class HealthLoop(PeriodicJob):
+    """Recomputes health in a daemon thread every `interval` seconds, once per cluster.
 
     Requests never wait for it: it has its own sessions, writes its flags in one short
-    transaction at the end, and a failure is logged and retried at the next interval.
+    transaction at the end, and a failure is logged and retried at the next interval. With
+    several replicas only one recomputes per interval (`PeriodicJob`, kb/ops/jobs.py).
     """
 
     def __init__(self, kit: HealthKit, interval: float) -> None:
+        super().__init__(
+            kit.services.jobs,
+            HEALTH_JOB,
+            kit._compute,
+            interval,
+            tick=lambda: kit.recompute_if_due(interval),
+        )
         self.kit = kit
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> HealthLoop:
-        """Start the thread (nothing when the interval is 0)."""
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._run, name="faqloop-health", daemon=True)
-            self._thread.start()
-        return self
 
     def stop(self, wait: float = 30.0) -> None:
         """Stop the loop; wait up to `wait` s for a recompute under way (before the engine
         is disposed under it)."""
-        self._stop.set()
-        for thread in (self._thread, self.kit._worker):
-            if thread is not None and thread.is_alive():
-                thread.join(wait)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.kit.recompute_logged()
+        super().stop(wait)
+        worker = self.kit._worker
+        if worker is not None and worker.is_alive():
+            worker.join(wait)
 
 
 def start_health_loop(app_state: object, services: Services) -> HealthLoop:

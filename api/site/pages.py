@@ -18,7 +18,7 @@ from api.web.deps import ServicesDep, SessionDep
 from api.web.i18n import N_, Translator, languages, translator
 from api.web.markdown import render_markdown
 from api.web.templating import render
-from kb.errors import CsrfRejected, DomainError, InvalidInput, RateLimited
+from kb.errors import Busy, CsrfRejected, DomainError, InvalidInput, RateLimited
 from kb.models import FaqEntry, ViewSource, utcnow
 from kb.site import articles as site_articles
 from kb.site import search as site_search
@@ -37,6 +37,7 @@ ERROR_HEADINGS = {
     400: N_("We could not handle this request"),
     404: N_("Page not found"),
     429: N_("Too many requests"),
+    503: N_("The site is busy"),
 }
 ERROR_HEADING = N_("Something went wrong")
 HOME_DESCRIPTION = N_(
@@ -102,6 +103,11 @@ def error_page(request: Request, status: int, message: str) -> Response:
         detail: str | None = message
     elif status == 400:
         text, detail = _check_input(tr, message), None
+    elif status == 503:
+        text, detail = (
+            tr.gettext("Many searches are running right now. Please try again in a moment."),
+            None,
+        )
     else:
         text, detail = message, None
     context = {
@@ -381,14 +387,20 @@ def search(
             page = error_page(request, 429, exc.message)
             page.headers["Retry-After"] = str(exc.retry_after)
             return page
-        outcome = site_search.search_articles(
-            session,
-            services.index,
-            services.calibration,
-            query=query,
-            language=language,
-            threshold=services.policy.threshold,
-        )
+        try:
+            with state.search_gate.slot():
+                outcome = site_search.search_articles(
+                    session,
+                    services.index,
+                    services.calibration,
+                    query=query,
+                    language=language,
+                    threshold=services.policy.threshold,
+                )
+        except Busy as exc:  # this replica runs as many searches as it allows
+            page = error_page(request, 503, exc.message)
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         if visitor.countable:
             with state.serial_writes():
                 outcome.log = site_search.log_outcome(session, outcome)

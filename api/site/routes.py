@@ -79,15 +79,16 @@ def public_search(
     """
     query = site_search.require_query(q)
     state.address_limits.check_search(visitor.ip)  # 429 + Retry-After beyond the budget
-    outcome = site_search.search_articles(
-        session,
-        services.index,
-        services.calibration,
-        query=query,
-        language=site_search.search_language(query, lang),
-        threshold=services.policy.threshold,
-        k=k,
-    )
+    with state.search_gate.slot():  # 503 + Retry-After when the replica's slots are taken
+        outcome = site_search.search_articles(
+            session,
+            services.index,
+            services.calibration,
+            query=query,
+            language=site_search.search_language(query, lang),
+            threshold=services.policy.threshold,
+            k=k,
+        )
     if visitor.countable:  # robots' searches say nothing about what customers look for
         with state.serial_writes():
             outcome.log = site_search.log_outcome(session, outcome)

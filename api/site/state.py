@@ -12,13 +12,13 @@ from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cachetools import LRUCache
-from fastapi import Depends, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from api.settings import Settings
 from api.state import Services
 from api.web.deps import services_of
 from api.web.lazy import Lazy
-from api.web.ratelimit import AddressLimits, VoteLimits
+from api.web.ratelimit import AddressLimits, ConcurrencyGate, VoteLimits
 from kb.faqs.content import load_categories
 from kb.indexing import IndexManager
 from kb.models import FaqEntry, ViewSource
@@ -55,6 +55,8 @@ class SiteState:
     view_window: timedelta
     # Per-address budgets: public searches (429 beyond), counted views (page still shown).
     address_limits: AddressLimits
+    # Public searches running at once in this replica (503 beyond): agents keep their share.
+    search_gate: ConcurrencyGate
     related: LRUCache[tuple[int, int, int, int], list[int]] = field(
         default_factory=lambda: LRUCache(4096)
     )
@@ -136,6 +138,7 @@ def build_site_state(services: Services) -> SiteState:
         settings=settings,
         limits=VoteLimits.from_settings(settings),
         address_limits=AddressLimits.from_settings(settings),
+        search_gate=ConcurrencyGate(settings.public_search_concurrency, "searches"),
         tz=ZoneInfo(settings.stats_timezone),
         view_window=timedelta(minutes=settings.view_window_minutes),
         write_lock=threading.Lock() if settings.db_url.startswith("sqlite") else None,
@@ -148,6 +151,11 @@ _site_states: Lazy[SiteState] = Lazy("site", build_site_state)
 def get_site_state(request: Request) -> SiteState:
     """The app's site state, created on first use from the app's settings."""
     return _site_states.of(request)
+
+
+def site_state_of(app: FastAPI) -> SiteState:
+    """The site state of `app` (after its lifespan started), created on first use."""
+    return _site_states.get(app.state, app.state.services)
 
 
 SiteStateDep = Annotated[SiteState, Depends(get_site_state)]

@@ -12,6 +12,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
@@ -20,7 +22,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from api.settings import Settings
-from kb.errors import RateLimited
+from kb.errors import Busy, RateLimited
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "faqloop"
@@ -161,3 +163,28 @@ class AddressLimits:
         if self.view_count is None or not ip:
             return True
         return self.view_count.hit(ip) == 0
+
+
+class ConcurrencyGate:
+    """At most `slots` requests of one kind at once in this process; one more is refused at
+    once (Busy: 503 with Retry-After), never queued. Public search has one, so that a flood
+    from many addresses (each within its budget) cannot take every core from agents."""
+
+    def __init__(self, slots: int, what: str) -> None:
+        self._slots = threading.BoundedSemaphore(slots) if slots > 0 else None
+        self._what = what
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self._slots is None:
+            yield
+            return
+        if not self._slots.acquire(blocking=False):
+            raise Busy(
+                f"the server is busy with other {self._what}; please try again in a moment",
+                retry_after=1,
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()

@@ -87,6 +87,9 @@ def test_opposite_merges_over_http_one_wins_the_other_409(
         loser = next(r for r in answers if r.status_code == 409)
         assert loser.json()["error"] == "conflict" and "merged" in loser.json()["detail"]
         winner = _check_merged_pair(session_factory, a, b)
+        # The winner stays searchable; only the merged article leaves the index.
+        indexed = client.app.state.services.index.index_or_raise().entry_ids()  # type: ignore[attr-defined]
+        assert winner in indexed and ({a, b} - {winner}).isdisjoint(indexed)
         with session_factory() as s:
             slugs = {i: s.get_one(FaqEntry, i).slug for i in (a, b)}
         for i in (a, b):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.settings import Settings
+from api.site.state import site_state_of
 from api.web.ratelimit import RateLimiter
 from indexer.embedding.encoders import CachedEmbedder
 from kb.models import FaqEntry, PageView, Suggestion
@@ -388,6 +389,37 @@ def test_public_search_has_its_own_budget_per_address(
         assert other.get("/v1/public/search", params={"q": "esim"}).status_code == 200
         r = flood.post("/v1/suggest", json={"text": "esim"}, headers=agent_headers)
         assert r.status_code == 200
+
+
+def test_public_searches_beyond_the_replicas_slots_are_refused_at_once(
+    settings: Settings, embedder: CachedEmbedder, seeded: None, agent_headers: dict[str, str]
+) -> None:
+    # One slot (the default): while one public search runs, another is 503 at once, from any
+    # address, so a flood spread over many addresses cannot hold every core.
+    app = create_app(
+        settings.model_copy(update={"public_search_concurrency": 1}), embedder=embedder
+    )
+    with TestClient(app, client=("192.0.2.30", 1)) as web:
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+        gate = site_state_of(app).search_gate
+        with gate.slot():  # a search under way in another thread
+            r = web.get("/v1/public/search", params={"q": "esim"})
+            assert r.status_code == 503 and r.json()["error"] == "busy"
+            assert r.headers["Retry-After"] == "1"
+            page = web.get("/search", params={"q": "esim"}, headers={"Accept-Language": "ja"})
+            assert page.status_code == 503 and page.headers["Retry-After"] == "1"
+            assert "ただいま混み合っています" in page.text
+            # Agents' suggest does not share the public slots.
+            r = web.post("/v1/suggest", json={"text": "esim"}, headers=agent_headers)
+            assert r.status_code == 200
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+    unlimited = create_app(
+        settings.model_copy(update={"public_search_concurrency": 0}), embedder=embedder
+    )
+    with TestClient(unlimited) as web:
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+        with site_state_of(unlimited).search_gate.slot():
+            assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
 
 
 def _views(factory: sessionmaker[Session]) -> int:
