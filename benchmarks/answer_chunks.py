@@ -1,12 +1,14 @@
 """Long answers: the customer-style posts with and without one vector per answer chunk.
 
-    .venv/bin/python benchmarks/answer_chunks.py
+    .venv/bin/python benchmarks/answer_chunks.py [../shared/eval/stackfaq ...]
 
 Indexes the seed content (faq_content/) twice, as the service does: with the answer's
 first paragraph only (IndexRecipe(dense_answer_chunks=1)) and with every paragraph chunked
 (the default recipe). Each post of tests/data/suggest_cases.yaml is cleaned as suggest
 cleans it and searched in its language (hybrid); prints hit@1, hit@3 and MRR@10 per recipe
-and the number of dense texts indexed. The shared sets are measured with `faqloop eval`.
+and the number of dense texts indexed. Each data set folder given (faqs.jsonl +
+queries.jsonl, as `faqloop eval` reads them) is indexed with both recipes too: dense and
+hybrid R@1 and MRR@10, queries cleaned as suggest cleans them.
 """
 
 from __future__ import annotations
@@ -24,9 +26,26 @@ from indexer.embedding.encoders import load_embedder  # noqa: E402
 from indexer.lexical.tokenizer import default_tokenizer  # noqa: E402
 from kb.faqs.content import read_content_dir  # noqa: E402
 from kb.indexing import IndexRecipe, entry_docs  # noqa: E402
-from kb.suggest.evaluation import content_index  # noqa: E402
+from kb.suggest.evaluation import build_index, content_index, evaluate, load_dataset  # noqa: E402
 from kb.text.cleaning import clean_post  # noqa: E402
 from kb.text.language import detect_language, normalize_text  # noqa: E402
+
+RECIPES = (
+    ("first paragraph only", IndexRecipe(dense_answer_chunks=1)),
+    ("every paragraph (8 chunks)", IndexRecipe(dense_answer_chunks=8)),
+)
+
+
+def shared_set(path: Path, embedder: object, tokenizer: object) -> None:
+    dataset = load_dataset(path)
+    print(f"\n{dataset.name}: {len(dataset.faqs)} FAQs, {len(dataset.queries)} queries")
+    print(f"{'recipe':<28}{'mode':>8}{'R@1':>8}{'MRR@10':>8}")
+    for name, recipe in RECIPES:
+        index, ids = build_index(dataset, embedder, tokenizer, recipe=recipe)  # type: ignore[arg-type]
+        reports = evaluate(dataset, index, ids, modes=("dense", "hybrid"))
+        for mode, report in reports.items():
+            m = report.metrics
+            print(f"{name:<28}{mode:>8}{m['recall@1']:>8.3f}{m['mrr@10']:>8.3f}")
 
 
 def main() -> None:
@@ -38,10 +57,7 @@ def main() -> None:
     cases = yaml.safe_load((ROOT / "tests" / "data" / "suggest_cases.yaml").read_text())
     print(f"{len(articles)} articles, {len(cases)} posts, model {embedder.name}")
     print(f"{'recipe':<28}{'texts':>7}{'hit@1':>8}{'hit@3':>8}{'MRR@10':>8}")
-    for name, recipe in (
-        ("first paragraph only", IndexRecipe(dense_answer_chunks=1)),
-        ("every paragraph (8 chunks)", IndexRecipe(dense_answer_chunks=8)),
-    ):
+    for name, recipe in RECIPES:
         index = content_index(articles, embedder, tokenizer, recipe)
         at1 = at3 = rr = 0.0
         for case in cases:
@@ -57,6 +73,8 @@ def main() -> None:
             for n, a in enumerate(articles, 1)
         )
         print(f"{name:<28}{texts:>7}{at1 / n:>8.3f}{at3 / n:>8.3f}{rr / n:>8.3f}")
+    for arg in sys.argv[1:]:
+        shared_set(Path(arg), embedder, tokenizer)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,7 +32,11 @@ from indexer.retrieval.confidence import default_confidence_model  # noqa: E402
 from indexer.retrieval.hybrid import HybridIndex  # noqa: E402
 from kb.faqs.content import read_content_dir  # noqa: E402
 from kb.indexing import IndexRecipe, entry_docs  # noqa: E402
-from kb.suggest.service import CROSS_LANGUAGE, cross_language_confidence  # noqa: E402
+from kb.suggest.service import (  # noqa: E402
+    CROSS_LANGUAGE,
+    CROSS_LANGUAGE_MIN,
+    cross_language_confidence,
+)
 
 
 def _logit(p: float) -> float:
@@ -70,25 +75,67 @@ def main() -> None:
                 samples.append((calibration.confidence(replace(result, hits=gap)), False))
     x = np.array([_logit(c) for c, _ in samples])
     y = np.array([1.0 if r else 0.0 for _, r in samples])
-    a_, b_ = 1.0, 0.0
-    for _ in range(5000):  # plain gradient descent on the log loss: two parameters
-        p = 1 / (1 + np.exp(-(a_ * x + b_)))
-        a_ -= 0.05 * float(np.mean((p - y) * x))
-        b_ -= 0.05 * float(np.mean(p - y))
+    a_, b_ = fit_logistic(x, y)
     print(f"cross-language searches (with their gap twins): {len(samples)}")
     print(f"first hit right: {y.mean():.3f}")
     print(f"fitted: a={a_:.3f} b={b_:.3f} (shipped: a={CROSS_LANGUAGE[0]} b={CROSS_LANGUAGE[1]})")
     t = calibration.threshold
+    fitted = [1 / (1 + math.exp(-(a_ * _logit(c) + b_))) for c, _ in samples]
     for name, conf in (
         ("same-language confidence", [c for c, _ in samples]),
-        ("cross-language confidence", [cross_language_confidence(c) for c, _ in samples]),
+        ("shipped cross-language confidence", [cross_language_confidence(c) for c, _ in samples]),
+        ("fitted cross-language confidence", fitted),
     ):
-        kept = [r for c, r in zip(conf, (r for _, r in samples), strict=True) if c >= t]
-        precision = sum(kept) / len(kept) if kept else float("nan")
+        report(name, conf, [r for _, r in samples], t)
+    report(
+        f"shipped, answering from {CROSS_LANGUAGE_MIN}",
+        [cross_language_confidence(c) for c, _ in samples],
+        [r for _, r in samples],
+        max(t, CROSS_LANGUAGE_MIN),
+    )
+    # Calibration (mean predicted against observed, in bins) of the shipped and fitted curves.
+    for name, curve in (
+        ("shipped", np.array([cross_language_confidence(c) for c, _ in samples])),
+        ("fitted", np.array(fitted)),
+    ):
+        for lo, hi in ((0.0, 0.1), (0.1, 0.29), (0.29, 0.6), (0.6, 0.84), (0.84, 1.01)):
+            sel = (curve >= lo) & (curve < hi)
+            if sel.any():
+                print(
+                    f"  {name} {lo:.2f}-{min(hi, 1):.2f}: {int(sel.sum())} searches, "
+                    f"predicted {curve[sel].mean():.3f}, right {y[sel].mean():.3f}"
+                )
+    # The lowest fitted confidence from which answering keeps precision >= 0.95.
+    order = sorted(zip(fitted, (r for _, r in samples), strict=True), reverse=True)
+    right = floor = 0
+    for n, (_c, r) in enumerate(order, 1):
+        right += r
+        if right / n >= 0.95:
+            floor = n
+    if floor:
         print(
-            f"{name}: threshold {t:.2f}, answered {len(kept)}/{len(samples)}, "
-            f"precision {precision:.3f}"
+            f"precision >= 0.95 down to fitted confidence {order[floor - 1][0]:.3f} "
+            f"({floor}/{len(order)} answered)"
         )
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """p(right) = sigmoid(a*x + b) by maximum likelihood (scipy's BFGS on the log loss)."""
+
+    def loss(params: np.ndarray) -> float:
+        z = params[0] * x + params[1]
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    found = minimize(loss, np.array([1.0, 0.0]), method="BFGS")
+    return float(found.x[0]), float(found.x[1])
+
+
+def report(name: str, conf: list[float], right: list[bool], t: float) -> None:
+    kept = [r for c, r in zip(conf, right, strict=True) if c >= t]
+    precision = sum(kept) / len(kept) if kept else float("nan")
+    print(
+        f"{name}: threshold {t:.2f}, answered {len(kept)}/{len(right)}, precision {precision:.3f}"
+    )
 
 
 if __name__ == "__main__":

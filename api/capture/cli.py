@@ -206,7 +206,12 @@ def register(app: typer.Typer) -> None:
 
         s = settings()
         try:
-            embedder = load_embedder(s.embedding_model, s.models_dir)
+            embedder = load_embedder(
+                s.embedding_model,
+                s.models_dir,
+                backend=s.embed_backend,
+                threads=s.torch_threads,
+            )
         except ModelNotFound as exc:
             raise fail(str(exc)) from exc
         calibration = default_confidence_model(embedder.name)

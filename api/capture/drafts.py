@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -16,6 +17,7 @@ from api.capture.schemas import (
     DraftReject,
     DraftUpdate,
     ReviewDone,
+    TranslationProposalRead,
     draft_detail,
     draft_read,
 )
@@ -25,9 +27,12 @@ from api.web.schemas import ErrorBody, IsoDateTime
 from kb.audit import Actor, draft_state, record_action
 from kb.capture import drafts as capture_drafts
 from kb.capture import thread_input
+from kb.capture.translations import TranslationProposal, propose_translations
 from kb.faqs.content import check_category
 from kb.models import ApiKey, DraftStatus
 from kb.suggest.service import article_url
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/drafts", tags=["drafts"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -155,7 +160,41 @@ def publish_draft(
         author=key.name,
     )
     _audit(session, key, "draft.publish", draft_id, before)
-    return _done(services, session, result)
+    done = _done(services, session, result)
+    # Proposed, never linked: the editor links with the proposal's `link`. The publish has
+    # been committed by now: a failure here costs the proposals, never the answer.
+    try:
+        found = propose_translations(
+            session,
+            services.embedder,
+            question=result.draft.question,
+            answer=result.draft.answer,
+            language=result.entry.language,
+            entry_id=result.entry.id,
+            draft_id=draft_id,
+        )
+    except Exception:
+        log.exception("translation proposals for FAQ %s failed", result.entry.id)
+        found = []
+    proposals = [proposal_read(p, result.entry.id) for p in found]
+    done.translation_proposals = proposals
+    done.proposed_translation = next((p for p in proposals if p.kind == "article"), None)
+    return done
+
+
+def proposal_read(p: TranslationProposal, faq_id: int) -> TranslationProposalRead:
+    """The API form of a translation proposal for the published article `faq_id`."""
+    article = p.kind == "article"
+    return TranslationProposalRead(
+        kind="article" if article else "draft",
+        faq_id=p.id if article else None,
+        draft_id=None if article else p.id,
+        slug=p.slug,
+        lang=p.language,
+        similarity=p.similarity,
+        question=p.question,
+        link=f"/v1/faqs/{faq_id}/translations/{p.id}" if article else None,
+    )
 
 
 @router.post("/{draft_id}/merge", response_model=ReviewDone, responses=_ERRORS)

@@ -4,6 +4,7 @@ as evidence; edit, publish, merge, reject, reopen. Sign-in: api/auth/editor_sess
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -26,11 +27,14 @@ from api.web.templating import render
 from kb.audit import draft_state, record_action
 from kb.capture import drafts as capture_drafts
 from kb.capture import ingest
+from kb.capture.translations import TranslationProposal, propose_translations
 from kb.errors import Conflict, InvalidInput, InvalidTransition
 from kb.faqs.content import load_categories
-from kb.models import DraftStatus, FaqEntry
+from kb.models import DraftStatus, EntryStatus, FaqEntry
 from kb.suggest.service import article_url
 from kb.text.language import LANGUAGES
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -44,7 +48,25 @@ DONE = {  # what the draft page confirms after each action
     "reopened": N_("Back in the queue."),
 }
 ROLES = {"customer": N_("Customer"), "agent": N_("Agent")}
-SORT_LABELS = {"demand": "demand", "growth": "growth", "recent": "last 7 days", "newest": "newest"}
+SORT_LABELS = {
+    "demand": N_("Most threads"),
+    "growth": N_("Fastest growing"),
+    "recent": N_("Last 7 days"),
+    "newest": N_("Newest"),
+}
+# The queue's filters and badges: draft and thread states in the page's language.
+DRAFT_STATUS_LABELS = {
+    "open": N_("Open"),
+    "rejected": N_("Rejected"),
+    "published": N_("Published"),
+    "merged": N_("Merged"),
+    "all": N_("All"),
+}
+THREAD_STATUS_LABELS = {
+    "covered": N_("answered by an article"),
+    "uncovered": N_("waiting for a draft"),
+    "drafted": N_("in a draft"),
+}
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
@@ -65,6 +87,7 @@ def queue(
     editor = current_editor(request, session)
     if editor is None:
         return login_redirect(request)
+    tr = translator(page_language(request))
     views, total = capture_drafts.list_drafts(
         session,
         status=None if status == "all" else DraftStatus(status),
@@ -84,8 +107,10 @@ def queue(
             "language": language,
             "offset": offset,
             "page_size": PAGE_SIZE,
-            "statuses": ("open", "rejected", "published", "merged", "all"),
-            "sorts": SORT_LABELS,
+            "statuses": tr.labels(DRAFT_STATUS_LABELS),
+            "sorts": tr.labels(SORT_LABELS),
+            "thread_statuses": tr.labels(THREAD_STATUS_LABELS),
+            "language_names": {code: tr.language_name(code) for code in LANGUAGES},
             "counts": capture_drafts.count_threads(session),
             "editor": editor,
             "questions": {t.id: ingest.thread_question(t.posts) for v in views for t in v.threads},
@@ -109,9 +134,31 @@ def _detail(
     tr = translator(lang)
     done = request.query_params.get("done")
     entry_url = None
+    proposals: list[TranslationProposal] = []
     if view.draft.entry_id is not None:
         entry = session.get(FaqEntry, view.draft.entry_id)
         entry_url = article_url(services.settings.base_url, entry.slug) if entry else None
+        rev = entry.current_revision if entry else None
+        if (
+            entry is not None
+            and rev is not None
+            and view.draft.status == DraftStatus.published
+            and entry.status == EntryStatus.published
+        ):
+            # Proposed, never linked: the page offers a one-click link to each article. A
+            # failure costs the proposals, not the page.
+            try:
+                proposals = propose_translations(
+                    session,
+                    services.embedder,
+                    question=rev.question,
+                    answer=rev.answer,
+                    language=entry.language,
+                    entry_id=entry.id,
+                    draft_id=view.draft.id,
+                )
+            except Exception:
+                log.exception("translation proposals for FAQ %s failed", entry.id)
     candidates = (
         capture_drafts.similar_entries(session, kit, view.draft) if view.draft.question else []
     )
@@ -128,6 +175,7 @@ def _detail(
             "languages": LANGUAGES,
             "candidates": candidates,
             "entry_url": entry_url,
+            "proposals": proposals,
             "editor": editor,
             "error": error,
             "done": tr.gettext(DONE[done]) if done in DONE else None,

@@ -242,9 +242,37 @@ class DraftReject(BaseModel):
     reason: str = Field(description="Why; shown to editors when look-alikes arrive later.")
 
 
+class TranslationProposalRead(BaseModel):
+    """An article (or open draft) of the same topic in another language."""
+
+    kind: Literal["article", "draft"]
+    faq_id: int | None = Field(None, description="The article (kind article).")
+    draft_id: int | None = Field(None, description="The open draft (kind draft).")
+    slug: str | None = None
+    lang: str
+    similarity: float = Field(
+        description="Centred cosine of question + answer (docs/capture.md, Translations)."
+    )
+    question: str = ""
+    link: str | None = Field(
+        None,
+        description="PUT this path (editor key) to link the article as a translation of the "
+        "published one; nothing is linked until then.",
+    )
+
+
 class ReviewDone(BaseModel):
     draft: DraftRead
     faq_id: int
     slug: str
     url: str
     phrasings_added: int = Field(description="Phrasings the entry learnt from the threads.")
+    proposed_translation: TranslationProposalRead | None = Field(
+        None,
+        description="Publishing: the published article of the same topic in another language "
+        "that is not linked yet, best first; link it with `link`. Never linked silently.",
+    )
+    translation_proposals: list[TranslationProposalRead] = Field(
+        default_factory=list,
+        description="Publishing: every proposal, articles and open drafts in other languages.",
+    )

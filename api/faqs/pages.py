@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth.editor_session import (
@@ -24,11 +25,13 @@ from api.web.deps import ServicesDep, SessionDep
 from api.web.i18n import N_, translator
 from api.web.markdown import render_markdown
 from api.web.templating import render
+from kb.audit import record_action
 from kb.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from kb.faqs import entries as faqs
 from kb.faqs import lifecycle, merge
 from kb.faqs.content import load_categories
-from kb.models import EntryStatus
+from kb.models import EntryStatus, PhrasingSource, PhrasingStatus, QuestionPhrasing
+from kb.replies.outcomes import approve_phrasing
 from kb.suggest.service import article_url
 from kb.text.language import LANGUAGES
 
@@ -59,14 +62,25 @@ DONE = {
     "linked": N_("Translation linked."),
     "unlinked": N_("Translation unlinked."),
     "phrasing-removed": N_("Phrasing removed. Search no longer matches it."),
+    "phrasing-approved": N_("Phrasing approved. Search matches it now."),
     "unmerged": N_("Merge undone."),
 }
 CONFIRMED = {"archive", "remove-phrasing", "unmerge"}  # need the "I am sure" box ticked
+# The state of an outcome-learnt phrasing (kb/replies/outcomes.py quarantines them).
+PHRASING_STATES = {
+    "pending": N_("waiting for approval"),
+    "approved": N_("approved"),
+}
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
     context.setdefault("lang", page_language(request))
     return render(request, name, context, status_code=status_code)
+
+
+def _ticked(box: str) -> bool:
+    """Whether a checkbox was ticked (a browser sends its value only then)."""
+    return box.strip().lower() in ("yes", "on", "true", "1")
 
 
 def _phrasing_lines(text: str | None) -> list[str]:
@@ -159,6 +173,7 @@ def create_article(
     category: Annotated[str, Form(max_length=64)] = "",
     lang: Annotated[str, Form(max_length=8)] = "",
     phrasings: Annotated[str, Form(max_length=60_000)] = "",
+    needs_account: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """Create and publish; then to the article's page."""
     editor = current_editor(request, session)
@@ -175,6 +190,7 @@ def create_article(
             language=lang,
             phrasings=_phrasing_lines(phrasings),
             by=editor.actor,
+            needs_account=_ticked(needs_account),
         )
     except (InvalidInput, Conflict) as exc:
         session.rollback()
@@ -184,6 +200,7 @@ def create_article(
             "category": category,
             "lang": lang,
             "phrasings": phrasings,
+            "needs_account": "yes" if _ticked(needs_account) else "",
         }
         status = 400 if isinstance(exc, InvalidInput) else 409
         return _editor_form(
@@ -233,6 +250,7 @@ def _detail(
         "answer": rev.answer if rev else "",
         "category": entry.category,
         "lang": entry.language,
+        "needs_account": "yes" if entry.needs_account else "",
         "phrasings": "\n".join(p.text for p in origins if p.source.value in ("editor", "content")),
     }
     if values:
@@ -250,6 +268,7 @@ def _detail(
             "phrasings": origins,
             "approvable": {p.id for p in origins if lifecycle.approvable(p)},
             "sources": tr.labels(SOURCE_LABELS),
+            "phrasing_states": tr.labels(PHRASING_STATES),
             "status_labels": tr.labels(STATUS_LABELS),
             "revisions": faqs.list_revisions(session, faq_id)[::-1][:10],
             "categories": load_categories(services.settings.content_dir),
@@ -274,6 +293,30 @@ def article_page(
     return _detail(request, session, services, editor, faq_id)
 
 
+def _approve_phrasing(session: Session, faq_id: int, phrasing_id: int, editor: Editor) -> None:
+    """Approve an outcome-learnt phrasing waiting for approval (audit-recorded): search
+    matches it after the commit."""
+    faqs.get_entry_or_raise(session, faq_id)
+    phrasing = session.scalar(
+        select(QuestionPhrasing)
+        .where(QuestionPhrasing.id == phrasing_id, QuestionPhrasing.entry_id == faq_id)
+        .with_for_update()
+    )
+    if phrasing is None:
+        raise NotFound(f"FAQ {faq_id} has no phrasing {phrasing_id}")
+    if phrasing.source != PhrasingSource.outcome or phrasing.status != PhrasingStatus.pending:
+        raise InvalidTransition(f"phrasing {phrasing_id} is not waiting for approval")
+    approve_phrasing(session, phrasing_id, by=editor.actor)
+    record_action(
+        session,
+        actor=editor.actor,
+        action="phrasing_approved",
+        target=f"faq:{faq_id}",
+        before={"phrasing": phrasing_id, "text": phrasing.text, "status": "pending"},
+        after={"phrasing": phrasing_id, "status": "approved"},
+    )
+
+
 @router.post("/{faq_id}/{action}", response_class=HTMLResponse)
 def article_action(
     request: Request,
@@ -290,8 +333,10 @@ def article_action(
     phrasings: Annotated[str, Form(max_length=60_000)] = "",
     other_id: Annotated[str, Form(max_length=20)] = "",
     phrasing_id: Annotated[str, Form(max_length=20)] = "",
+    needs_account: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    """edit, unpublish, archive, restore, link, unlink, remove-phrasing, unmerge."""
+    """edit, unpublish, archive, restore, link, unlink, remove-phrasing, approve-phrasing,
+    unmerge."""
     editor = current_editor(request, session)
     if editor is None:
         return login_redirect(request)
@@ -307,6 +352,7 @@ def article_action(
                 "category": category,
                 "lang": lang,
                 "phrasings": phrasings,
+                "needs_account": "yes" if _ticked(needs_account) else "",
             }
             lifecycle.edit_article(
                 session,
@@ -317,6 +363,7 @@ def article_action(
                 language=lang,
                 phrasings=_phrasing_lines(phrasings),
                 by=editor.actor,
+                needs_account=_ticked(needs_account),
             )
             done = "edited"
         elif action in lifecycle.TRANSITIONS:
@@ -335,6 +382,11 @@ def article_action(
                 raise InvalidInput("choose the phrasing to remove")
             lifecycle.remove_phrasing(session, faq_id, int(phrasing_id), by=editor.actor)
             done = "phrasing-removed"
+        elif action == "approve-phrasing":
+            if not phrasing_id.strip().isdigit():
+                raise InvalidInput("choose the phrasing to approve")
+            _approve_phrasing(session, faq_id, int(phrasing_id), editor)
+            done = "phrasing-approved"
         elif action == "unmerge":
             merge.unmerge_entry(session, faq_id, by=editor.actor)
             done = "unmerged"

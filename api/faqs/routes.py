@@ -57,6 +57,7 @@ def summary(entry: FaqEntry, base_url: str) -> FaqSummary:
         url=article_url(base_url, entry.slug),
         translation_group=entry.translation_group,
         revision=rev.number if rev else 0,
+        needs_account=entry.needs_account,
     )
 
 
@@ -147,6 +148,7 @@ def create_faq(
             translation_group=body.translation_group,
             author=key.name,
             reason=body.reason or "created",
+            needs_account=bool(body.needs_account),
         )
     return FaqCreated(
         id=entry.id,
@@ -187,6 +189,7 @@ def update_faq(
         author=key.name,
         reason=body.reason or "edited",
         expected_version=if_match_version(if_match),
+        needs_account=body.needs_account,
     )
     record_action(
         session,

@@ -39,6 +39,10 @@ class FaqSummary(BaseModel):
     url: str
     translation_group: str | None
     revision: int
+    needs_account: bool = Field(
+        False,
+        description="Answering it needs the customer's account: reply drafts hand off to a DM.",
+    )
 
 
 class FaqRead(FaqSummary):
@@ -66,6 +70,11 @@ class FaqUpdate(BaseModel):
         None, max_length=100, description="Replaces the editor phrasings when given."
     )
     reason: str | None = Field(None, max_length=500, description="Why (stored on the revision).")
+    needs_account: bool | None = Field(
+        None,
+        description="Answering it needs the customer's account (reply drafts hand off to a "
+        "DM); absent keeps it (false for a new article).",
+    )
 
 
 class FaqCreate(FaqUpdate):

@@ -21,13 +21,12 @@ def _split(value: str) -> list[str]:
 
 
 def reply_policy(settings: Settings) -> ReplyPolicy:
-    """Brand, agent, signature, hand-off categories and channel limits from settings."""
+    """Brand, agent, signature, handles and channel limits from settings."""
     return ReplyPolicy(
         brand_name=settings.brand_name,
         brand_name_ja=settings.brand_name_ja,
         agent_name=settings.agent_name,
         signature=settings.reply_signature,
-        account_categories=frozenset(c.lower() for c in _split(settings.account_categories)),
         brand_handles=tuple(h.lstrip("@") for h in _split(settings.brand_handles)),
         channel_limits=channel_limits(parse_channel_limits(settings.channel_limits)),
     )

@@ -29,6 +29,7 @@ class Article:
     answer: str
     questions: tuple[str, ...] = ()
     translation_group: str | None = None
+    needs_account: bool = False  # answering it needs the customer's account (DM hand-off)
     path: Path | None = field(default=None, compare=False)
 
 
@@ -69,6 +70,9 @@ def _validated(meta: dict[str, Any], question: str, answer: str, source: str) ->
     if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
         raise ContentError(f"{source}: questions must be a list of strings")
     group = meta.get("translation_group")
+    needs_account = meta.get("needs_account", False)
+    if not isinstance(needs_account, bool):
+        raise ContentError(f"{source}: needs_account must be true or false")
     return Article(
         key=str(meta["id"]),
         slug=slug,
@@ -78,6 +82,7 @@ def _validated(meta: dict[str, Any], question: str, answer: str, source: str) ->
         answer=answer,
         questions=tuple(q.strip() for q in questions if q.strip()),
         translation_group=str(group) if group else None,
+        needs_account=needs_account,
     )
 
 
@@ -121,6 +126,8 @@ def render_article(article: Article) -> str:
     }
     if article.translation_group:
         meta["translation_group"] = article.translation_group
+    if article.needs_account:
+        meta["needs_account"] = True
     if article.questions:
         meta["questions"] = list(article.questions)
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip()

@@ -25,6 +25,7 @@ from kb.models import (
     PhrasingStatus,
     QuestionPhrasing,
 )
+from kb.notify import outbox
 from kb.text.language import CONTENT_LANGUAGES, dedup_key, normalize_text
 
 # The entry table, for row locks (typed as a table for `kb.db.lock_rows`).
@@ -157,6 +158,7 @@ class ArticleHead(NamedTuple):
     category: str
     question: str
     answer: str
+    needs_account: bool
 
 
 # Built once: SQLAlchemy caches a statement's compiled form by its structure, and building
@@ -169,6 +171,7 @@ _PUBLISHED_HEADS = (
         FaqEntry.category,
         FaqRevision.question,
         FaqRevision.answer,
+        FaqEntry.needs_account,
     )
     .join(FaqRevision, FaqRevision.id == FaqEntry.current_revision_id)
     .where(FaqEntry.id.in_(bindparam("ids", expanding=True)))
@@ -265,6 +268,7 @@ def create_entry(
     author: str = "",
     reason: str = "created",
     phrasing_source: PhrasingSource = PhrasingSource.editor,
+    needs_account: bool = False,
     _attempt: int = 0,
 ) -> FaqEntry:
     """Create a published entry with its first revision and phrasings.
@@ -288,6 +292,7 @@ def create_entry(
         status=EntryStatus.published,
         translation_group=translation_group,
         content_key=content_key,
+        needs_account=needs_account,
     )
     session.add(entry)
     session.flush()
@@ -295,6 +300,7 @@ def create_entry(
     add_phrasings(session, entry, phrasings, source=phrasing_source, question=question)
     record_change(session, entry.id)
     session.flush()
+    outbox.article_published(session, entry, how="created", reason=reason)
     return entry
 
 
@@ -374,8 +380,10 @@ def revise_entry(
     author: str = "",
     reason: str = "edited",
     expected_version: int | None = None,
+    needs_account: bool | None = None,
 ) -> FaqEntry:
-    """Write a new revision (never overwrite); replace editor phrasings when given.
+    """Write a new revision (never overwrite); replace editor phrasings when given;
+    `needs_account` None keeps the flag.
 
     The entry is locked first (`lock_entry`), so concurrent revisions queue up and each
     gets its own number; `expected_version` (from `If-Match`) turns a stale edit into
@@ -390,6 +398,8 @@ def revise_entry(
         _add_revision(session, entry, question, answer, author=author, reason=reason)
     entry.category = category.strip()
     entry.language = language
+    if needs_account is not None:
+        entry.needs_account = needs_account
     if phrasings is not None:
         _replace_phrasings(
             session, entry, phrasings, sources=(PhrasingSource.editor, PhrasingSource.content)
@@ -449,6 +459,7 @@ def load_articles(session: Session, articles: Sequence[Article], *, author: str)
                 author=author,
                 reason="loaded from content",
                 phrasing_source=PhrasingSource.content,
+                needs_account=art.needs_account,
             )
             summary.created += 1
             continue
@@ -478,6 +489,7 @@ def _update_from_article(
         ("category", art.category),
         ("language", art.language),
         ("translation_group", art.translation_group),
+        ("needs_account", art.needs_account),
     ):
         if getattr(entry, attr) != value:
             setattr(entry, attr, value)

@@ -34,6 +34,7 @@ from kb.faqs.entries import (
     revise_entry,
 )
 from kb.models import EntryStatus, FaqEntry, PhrasingSource, QuestionPhrasing, Thread
+from kb.notify import outbox
 
 # action → (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[EntryStatus], EntryStatus]] = {
@@ -75,6 +76,8 @@ def change_status(session: Session, entry_id: int, action: str, *, by: str) -> F
         after={"status": result.value},
     )
     session.flush()
+    if result == EntryStatus.published:
+        outbox.article_published(session, entry, how="restored", reason="published again")
     return entry
 
 
@@ -280,7 +283,7 @@ def remove_phrasing(session: Session, entry_id: int, phrasing_id: int, *, by: st
 
 def approvable(origin: PhrasingOrigin) -> bool:
     """Whether the phrasing waits for an editor's approval (an outcome-learnt one on hold)."""
-    return origin.source == PhrasingSource.outcome and origin.state not in (None, "active")
+    return origin.source == PhrasingSource.outcome and origin.state == "pending"
 
 
 def _text_summary(entry: FaqEntry) -> dict[str, object]:
@@ -290,6 +293,7 @@ def _text_summary(entry: FaqEntry) -> dict[str, object]:
         "answer": rev.answer if rev else "",
         "category": entry.category,
         "lang": entry.language,
+        "needs_account": entry.needs_account,
         "revision": rev.number if rev else 0,
     }
 
@@ -306,6 +310,7 @@ def create_and_commit_article(
     slug: str | None = None,
     by: str,
     reason: str = "created",
+    needs_account: bool = False,
 ) -> FaqEntry:
     """Create and publish an article written by an editor, audited as "create", then
     `commit()` (e.g. `index.commit_and_sync`). A generated slug that a concurrent create took
@@ -322,6 +327,7 @@ def create_and_commit_article(
                 slug=slug,
                 author=by,
                 reason=reason,
+                needs_account=needs_account,
                 _attempt=attempt,
             )
             record_action(
@@ -351,8 +357,10 @@ def edit_article(
     phrasings: Sequence[str] | None = None,
     by: str,
     reason: str = "edited",
+    needs_account: bool | None = None,
 ) -> FaqEntry:
-    """Write a new revision of an article (audited as "edit" with before and after)."""
+    """Write a new revision of an article (audited as "edit" with before and after);
+    `needs_account` None keeps the flag."""
     before = _text_summary(get_entry_or_raise(session, entry_id))
     entry = revise_entry(
         session,
@@ -364,6 +372,7 @@ def edit_article(
         phrasings=phrasings,
         author=by,
         reason=reason,
+        needs_account=needs_account,
     )
     after = _text_summary(entry)
     if after != before or phrasings is not None:

@@ -1,8 +1,8 @@
 """Export the published FAQ back to the `faq_content/` Markdown format (content in git).
 
 Every published entry's current revision becomes `<dir>/<language>/<slug>.md` with its
-phrasings, category, language and translation group in the front matter, written so that
-`read_content_dir` + `load_articles` give the same entries back:
+phrasings, category, language, translation group and `needs_account` in the front
+matter, written so that `read_content_dir` + `load_articles` give the same entries back:
 
 - A question that would not survive as a `# ` heading (several lines, a trailing `#`) is
   also written as the `question` field, which wins over the heading when read.
@@ -78,11 +78,14 @@ def render_entry(
     question: str,
     answer: str,
     phrasings: list[str],
+    needs_account: bool = False,
 ) -> str:
     """The content-file text of one entry (the inverse of `kb.faqs.content.parse_article`)."""
     meta: dict[str, Any] = {"id": key, "slug": slug, "category": category, "language": language}
     if translation_group:
         meta["translation_group"] = translation_group
+    if needs_account:
+        meta["needs_account"] = True
     if _heading(question) != question:  # the heading cannot carry it: the field wins
         meta["question"] = question
     if phrasings:
@@ -176,6 +179,7 @@ def export_content(
             question=revision.question,
             answer=revision.answer,
             phrasings=ordered,
+            needs_account=entry.needs_account,
         )
         path = directory / entry.language / f"{entry.slug}.md"
         _write_atomic(path, text)

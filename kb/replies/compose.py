@@ -10,9 +10,9 @@ A draft for the best FAQ has, in the post's language:
 5. a signature.
 
 Thanks and praise get a short thank-you without a link. When the post carries personal data,
-or the FAQ's category needs the customer's account (billing, payments by default), the
-draft moves the conversation to a direct message instead of giving the gist; it never
-repeats anything the customer wrote.
+or the FAQ is marked as needing the customer's account (`needs_account`: a refund, an unpaid
+bill, a change to the contract — never a category as such), the draft moves the conversation
+to a direct message; it never repeats anything the customer wrote.
 
 Wording varies between posts: each part is chosen among variants by a hash of the post,
 so the same post always gets the same draft and similar posts get different ones.
@@ -38,17 +38,14 @@ from kb.indexing import IndexManager
 from kb.models import TriageAdvice
 from kb.replies.channels import DEFAULT_LIMITS, Channel, resolve_channel
 from kb.replies.triage import Triage, triage_post
+from kb.replies.wording import ReplyWording, no_template_reason, reply_wording
 from kb.suggest.service import SuggestOutcome, SuggestPolicy, record_suggestion, suggest
 from kb.text.cleaning import split_sentences
 from kb.text.language import normalize_text
 from kb.text.personal_data import personal_data_kinds
 
-# The languages drafts are written in; a post in another language gets no draft (an agent
-# who reads it writes one) and its triage says so.
-REPLY_LANGUAGES = ("ja", "en")
-
 DM_PERSONAL_DATA = "personal_data"
-DM_ACCOUNT = "account_category"
+DM_ACCOUNT = "needs_account"
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,6 @@ class ReplyPolicy:
     brand_name_ja: str = "ソラミモバイル"
     agent_name: str = ""
     signature: str = ""  # empty: "^<agent>" or the brand's support team
-    account_categories: frozenset[str] = frozenset({"billing", "payments"})
     brand_handles: tuple[str, ...] = ("SoramiMobile",)
     channel_limits: Mapping[str, int | None] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
@@ -73,6 +69,8 @@ class FaqForReply:
     answer: str  # Markdown
     url: str
     category: str
+    needs_account: bool = False  # answering needs the customer's account: hand off to a DM
+    language: str = ""  # the article's; its gist is left out of a draft in another language
 
 
 @dataclass(frozen=True)
@@ -89,114 +87,11 @@ class ReplyDraft:
     fits: bool
 
 
-# -- wording -------------------------------------------------------------------------------
+# -- wording ------------------------------------------------------------------------------
 
-_EN = {
-    "greeting": [
-        "Hi there, this is {brand} Support.",
-        "Hello from {brand} Support!",
-        "Hi, {brand} Support here.",
-        "Hey there, {brand} Support here.",
-    ],
-    "greeting_agent": [
-        "Hi, this is {agent} from {brand} Support.",
-        "Hello! {agent} here from {brand} Support.",
-        "Hi there, {agent} with {brand} Support.",
-        "Hey, {agent} from the {brand} team here.",
-    ],
-    "greeting_short": ["Hi from {brand}!"],
-    "greeting_short_agent": ["Hi, {agent} at {brand}."],
-    "apology": [
-        "Sorry for the trouble!",
-        "We're sorry about this.",
-        "Sorry to hear that, thanks for bearing with us.",
-        "Apologies for the hassle.",
-    ],
-    "question": ["Thanks for asking!", "Good question!", "Happy to help with that.", "Sure thing!"],
-    "thanks": [
-        "Thank you so much for the kind words!",
-        "Thanks a lot, that means a lot to the team!",
-        "We really appreciate you saying so!",
-        "Thank you, you made our day!",
-    ],
-    "resolved": [
-        "Great to hear it's working now, thanks for letting us know!",
-        "Glad it's sorted, and thanks for the update!",
-        "Happy to hear that, thank you for telling us!",
-    ],
-    "lead": ["Details here:", "Step by step:", "Full guide:", "More here:"],
-    "dm_personal": [
-        "To keep your details safe, please delete that post and send them to us by DM instead.",
-        "Please don't share personal details publicly: send us a DM and we'll check for you.",
-        "For your privacy, please remove the post and DM us, we'll take it from there.",
-    ],
-    "dm_account": [
-        "We'll need to check your account, so please send us a DM.",
-        "Please DM us so we can look at your account securely.",
-        "To check your account, could you send us a DM?",
-    ],
-    "dm_short": ["Please DM us."],
-    "signature": "— {brand} Support",
-    "ellipsis": "…",
-}
-_JA = {
-    "greeting": [
-        "{brand}サポートです。",
-        "こんにちは、{brand}サポートです。",
-        "{brand}公式サポートです。",
-        "{brand}カスタマーサポートです。",
-    ],
-    "greeting_agent": [
-        "{brand}サポートの{agent}です。",
-        "こんにちは、{brand}の{agent}です。",
-        "{brand}サポート担当の{agent}です。",
-        "{brand}の{agent}がお答えします。",
-    ],
-    "greeting_short": ["{brand}です。"],
-    "greeting_short_agent": ["{brand}の{agent}です。"],
-    "apology": [
-        "ご不便をおかけして申し訳ございません。",
-        "ご迷惑をおかけしており申し訳ありません。",
-        "お困りのところ申し訳ございません。",
-        "ご不便をおかけしております。",
-    ],
-    "question": [
-        "ご質問ありがとうございます。",
-        "お問い合わせありがとうございます。",
-        "ご連絡ありがとうございます。",
-        "ご案内いたします。",
-    ],
-    "thanks": [
-        "温かいお言葉をありがとうございます！",
-        "嬉しいお言葉、ありがとうございます！",
-        "ありがとうございます！スタッフ一同の励みになります。",
-        "ご利用いただきありがとうございます！",
-    ],
-    "resolved": [
-        "解決したとのこと、安心しました。ご報告ありがとうございます！",
-        "無事に解決してよかったです。ご連絡ありがとうございます！",
-        "直ったとのこと、よかったです。ありがとうございます！",
-    ],
-    "lead": [
-        "詳しい手順はこちら：",
-        "詳しくはこちらをご覧ください：",
-        "手順はこちらです：",
-        "詳細：",
-    ],
-    "dm_personal": [
-        "個人情報が含まれているため、お手数ですが投稿を削除のうえ、DMにて詳細をお知らせください。",
-        "お客さまの情報保護のため、公開の投稿ではなくDMでご連絡いただけますか。",
-        "個人情報は公開の場に書かず、DMでお送りください。確認いたします。",
-    ],
-    "dm_account": [
-        "ご契約内容の確認が必要なため、DMにてご連絡ください。",
-        "お客さまのご契約を確認いたしますので、お手数ですがDMをお送りください。",
-        "アカウントの確認が必要ですので、DMでご連絡いただけますか。",
-    ],
-    "dm_short": ["DMでご連絡ください。"],
-    "signature": "{brand}サポート",
-    "ellipsis": "…",
-}
+# The fixed phrases live in gettext catalogs, one per language (kb/replies/wording.py).
+# Languages whose sentences are joined without spaces.
+_NO_SPACE = ("ja", "zh")
 
 
 class _Chooser:
@@ -311,12 +206,12 @@ def reply_link(url: str) -> str:
     return url + ("&" if "?" in url else "?") + "src=reply"
 
 
-def _signature(policy: ReplyPolicy, words: Mapping[str, object], brand: str) -> str:
+def _signature(policy: ReplyPolicy, wording: ReplyWording, brand: str) -> str:
     if policy.signature.strip():
         return policy.signature.strip()
     if policy.agent_name.strip():
         return "^" + policy.agent_name.strip()
-    return str(words["signature"]).format(brand=brand)
+    return wording.variants("signature")[0] % {"brand": brand}
 
 
 def _join(lines: Iterable[str | None]) -> str:
@@ -327,7 +222,7 @@ def _sentence_pair(language: str, first: str | None, second: str | None) -> str 
     parts = [p for p in (first, second) if p]
     if not parts:
         return None
-    return ("" if language == "ja" else " ").join(parts)
+    return ("" if language in _NO_SPACE else " ").join(parts)
 
 
 def _choose(tiers: list[list[str]], channel: Channel) -> tuple[str, bool]:
@@ -357,34 +252,29 @@ def compose_reply(
     channel: Channel,
     policy: ReplyPolicy,
 ) -> ReplyDraft | None:
-    """The draft for a post, or None when there is nothing to send (skip, or no FAQ)."""
-    if triage.advice == TriageAdvice.skip:
+    """The draft for a post, or None when there is nothing to send (skip, or no FAQ) or no
+    template in its language (`kb.replies.wording`: no draft is invented)."""
+    wording = reply_wording(language)
+    if triage.advice == TriageAdvice.skip or wording is None:
         return None
     dm_reason = None
     if personal_data:
         dm_reason = DM_PERSONAL_DATA
-    elif (
-        faq is not None
-        and triage.advice == TriageAdvice.reply
-        and faq.category in policy.account_categories
-    ):
+    elif faq is not None and triage.advice == TriageAdvice.reply and faq.needs_account:
         dm_reason = DM_ACCOUNT
     if triage.advice == TriageAdvice.reply and faq is None and dm_reason is None:
         return None  # no FAQ to link and nothing to hand off: the agent writes this one
 
-    words: Mapping[str, object] = _JA if language == "ja" else _EN
     brand = policy.brand_name_ja if language == "ja" else policy.brand_name
     agent = policy.agent_name.strip()
     choose = _Chooser(post)
 
     def pick(name: str, slot: int) -> str:
-        options = words[name]
-        assert isinstance(options, list)
-        return choose.pick(options, slot).format(brand=brand, agent=agent)
+        return choose.pick(wording.variants(name), slot) % {"brand": brand, "agent": agent}
 
     greeting = pick("greeting_agent" if agent else "greeting", 0)
     greeting_short = pick("greeting_short_agent" if agent else "greeting_short", 1)
-    signature = _signature(policy, words, brand)
+    signature = _signature(policy, wording, brand)
 
     tiers: list[list[str]]
     if triage.advice == TriageAdvice.thank and dm_reason is None:
@@ -405,14 +295,18 @@ def compose_reply(
         link = url = None
         if faq is not None:
             url = reply_link(faq.url)
-            link = pick("lead", 3) + ("" if language == "ja" else " ") + url
+            lead = pick("lead", 3)
+            link = lead + ("" if lead.endswith("：") else " ") + url
         heads = [
             _sentence_pair(language, greeting, fit),
             _sentence_pair(language, greeting_short, fit),
             greeting_short,
             None,
         ]
-        gist = answer_gist(faq.answer) if faq is not None else []
+        # The gist only in the draft's own language (an article from another language is
+        # linked, not quoted).
+        same_language = faq is not None and faq.language in ("", language)
+        gist = answer_gist(faq.answer) if faq is not None and same_language else []
         cuts = shortenings(gist[0], language) if gist else []
         # A long greeting stays only while the gist loses little; after that the greeting is
         # shortened before the first sentence is cut further.
@@ -476,9 +370,9 @@ def _explained(advice: Triage, out: SuggestOutcome) -> Triage:
         )
     elif reason != advice.reason:
         reason += ": reply with the FAQ"
-    if out.language not in REPLY_LANGUAGES:
+    if reply_wording(out.language) is None:
         reason += (
-            f"; no reply templates in {out.language!r}, so no draft: "
+            f"; {no_template_reason(out.language)}, so no draft: "
             "an agent who reads the language writes it"
         )
     return replace(advice, reason=reason)
@@ -493,6 +387,16 @@ class AssistedSuggestion:
     reply: ReplyDraft | None
     personal_data: list[str]
     channel: Channel
+    no_reply_reason: str | None = None  # why there is no draft, when there is none
+
+
+def why_no_draft(language: str, advice: Triage) -> str:
+    """Why a post got no draft: no template in its language, triage, or no FAQ to link."""
+    if reply_wording(language) is None:
+        return no_template_reason(language)
+    if advice.advice == TriageAdvice.skip:
+        return "triage advises not to reply"
+    return "no FAQ fits the post well enough: the agent writes this reply"
 
 
 def suggest_with_reply(
@@ -539,22 +443,20 @@ def suggest_with_reply(
             answer=out.best_answer,
             url=best.url,
             category=best.category,
+            needs_account=best.needs_account,
+            language=best.language,
         )
         if best is not None and out.best_answer is not None
         else None
     )
-    draft = (
-        compose_reply(
-            text,
-            out.language,
-            faq=faq,
-            triage=advice,
-            personal_data=kinds,
-            channel=target,
-            policy=reply_policy,
-        )
-        if out.language in REPLY_LANGUAGES
-        else None
+    draft = compose_reply(
+        text,
+        out.language,
+        faq=faq,
+        triage=advice,
+        personal_data=kinds,
+        channel=target,
+        policy=reply_policy,
     )
     if record:
         record_suggestion(
@@ -567,5 +469,10 @@ def suggest_with_reply(
             dm_handoff=draft.dm_handoff if draft else None,
         )
     return AssistedSuggestion(
-        outcome=out, triage=advice, reply=draft, personal_data=kinds, channel=target
+        outcome=out,
+        triage=advice,
+        reply=draft,
+        personal_data=kinds,
+        channel=target,
+        no_reply_reason=why_no_draft(out.language, advice) if draft is None else None,
     )

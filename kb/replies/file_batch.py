@@ -231,6 +231,7 @@ def assisted_record(a: AssistedSuggestion) -> dict[str, Any]:
             "cue": a.triage.cue,
         },
         "reply": reply,
+        "no_reply_reason": a.no_reply_reason,
         "personal_data": a.personal_data,
     }
 

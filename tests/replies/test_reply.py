@@ -38,7 +38,9 @@ PROBLEM_JA = "@ソラミモバイル eSIMが開通しない…QRコード読ん�
 
 def _faq(slug: str) -> FaqForReply:
     a = ARTICLES[slug]
-    return FaqForReply(1, a.question, a.answer, f"{BASE}/faq/{slug}", a.category)
+    return FaqForReply(
+        1, a.question, a.answer, f"{BASE}/faq/{slug}", a.category, needs_account=a.needs_account
+    )
 
 
 def _draft(
@@ -207,18 +209,22 @@ def test_other_channels_keep_the_whole_gist() -> None:
     assert _draft(PROBLEM_EN, "esim-iphone-activate", channel="email").limit is None  # type: ignore[union-attr]
 
 
-def test_account_categories_hand_off_to_a_dm_with_the_link() -> None:
+def test_articles_needing_the_account_hand_off_to_a_dm_with_the_link() -> None:
+    for post, slug in [
+        ("@SoramiMobile I returned my phone 3 weeks ago and still no refund?", "refund-timing"),
+        ("@ソラミモバイル 返品したのにまだ返金されないのはなぜ？", "refund-timing-ja"),
+    ]:
+        assert ARTICLES[slug].needs_account
+        draft = _draft(post, slug)
+        assert draft is not None and draft.dm_handoff and draft.dm_reason == "needs_account"
+        assert "DM" in draft.text and reply_link(f"{BASE}/faq/{slug}") in draft.text
+    # A billing article that does not need the account: answered in public, no hand-off.
     for post, slug in [
         ("@SoramiMobile why is my bill higher than last month?", "bill-explained"),
-        ("@ソラミモバイル 今月の請求額が高いのはなぜ？", "bill-explained-ja"),
+        ("@SoramiMobile how much is roaming in Korea?", "roaming-charges"),
     ]:
         draft = _draft(post, slug)
-        assert draft is not None and draft.dm_handoff and draft.dm_reason == "account_category"
-        assert "DM" in draft.text and reply_link(f"{BASE}/faq/{slug}") in draft.text
-    # Not a billing article: no hand-off; and the categories are configurable.
-    assert not _draft(PROBLEM_EN, "esim-iphone-activate").dm_handoff  # type: ignore[union-attr]
-    policy = replace(POLICY, account_categories=frozenset({"sim-esim"}))
-    assert _draft(PROBLEM_EN, "esim-iphone-activate", policy=policy).dm_handoff  # type: ignore[union-attr]
+        assert draft is not None and draft.kind == "answer" and not draft.dm_handoff
 
 
 def test_personal_data_hands_off_to_a_dm_and_is_never_echoed() -> None:
