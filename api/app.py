@@ -28,7 +28,11 @@ from api.faqs import routes as faqs
 from api.health import pages as editor
 from api.health import routes as flags
 from api.health.deps import start_health_loop
+from api.notify import pages as webhook_pages
+from api.notify import routes as webhooks
+from api.notify.worker import start_delivery_worker
 from api.ops import healthz as health
+from api.ops.maintenance import start_prune_loop
 from api.replies import metrics as agent_metrics
 from api.replies import outcomes
 from api.settings import Settings
@@ -57,6 +61,7 @@ STATUS = {
     errors.Conflict: 409,
     errors.InvalidTransition: 409,
     errors.TooLarge: 413,
+    errors.Busy: 503,
     errors.RateLimited: 429,
     errors.IndexNotReady: 503,
 }
@@ -95,11 +100,14 @@ def create_app(
     *,
     embedder: Embedder | None = None,
     load_in_background: bool = False,
+    deliver_webhooks: bool = False,
 ) -> FastAPI:
     """Build the app; the lifespan loads the model and the index.
 
     With `load_in_background` the server starts answering at once and /healthz reports
-    "loading" until the index is ready (what `faqloop serve` uses).
+    "loading" until the index is ready (what `faqloop serve` uses). With
+    `deliver_webhooks` the process runs a webhook delivery worker (`faqloop serve` does,
+    unless FAQLOOP_WEBHOOK_POLL_INTERVAL is 0).
     """
 
     @asynccontextmanager
@@ -119,9 +127,19 @@ def create_app(
         services.start_sync_loop(settings.sync_interval)
         # Content health in the background (FAQLOOP_HEALTH_INTERVAL; never blocks requests).
         health_loop = start_health_loop(app.state, services)
+        # Both run once per cluster, whatever the number of replicas (kb/ops/jobs.py).
+        prune_loop = start_prune_loop(app.state, services)
+        # Webhook deliveries, claimed in the database: safe on every replica (kb/notify/).
+        webhook_worker = (
+            start_delivery_worker(settings, services.session_factory) if deliver_webhooks else None
+        )
+        app.state.webhook_worker = webhook_worker
         try:
             yield
         finally:
+            if webhook_worker is not None:
+                webhook_worker.stop()
+            prune_loop.stop()
             health_loop.stop()
             app.state.metrics.stop()
             services.close()
@@ -193,6 +211,8 @@ def create_app(
     app.include_router(drafts.router)
     app.include_router(sign_in.router)
     app.include_router(admin_pages.router)
+    app.include_router(webhooks.router)
+    app.include_router(webhook_pages.router)
     app.include_router(audit.router)
     app.include_router(audit_pages.router)
     app.include_router(review.router)

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     sync_interval: float = Field(
         5.0, gt=0, description="Seconds between checks for content changed by other processes."
     )
+    prune_interval: float = Field(
+        3600.0,
+        ge=0,
+        description="Seconds between prunes of expired view de-duplication marks and editor "
+        "sessions by `faqloop serve`, once per cluster (0: only `faqloop prune-visitors`).",
+    )
     batch_wait_ms: float = Field(
         2.0,
         ge=0,
@@ -98,6 +104,14 @@ class Settings(BaseSettings):
         description="Run the embedding model as a TorchScript trace (checked against the eager "
         "model at load; falls back to eager when it differs). Faster, and it does not hold "
         "Python's GIL while it computes, so a busy server keeps the model fed.",
+    )
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx-int8",
+        description="Runtime of the embedding model: torch (sentence-transformers), onnx (the "
+        "model's fp32 ONNX export on ONNX Runtime) or onnx-int8 (its int8 quantisation). The "
+        "ONNX files come from `faqloop models build`; they are checked against the torch "
+        "model at load and torch is used instead, with a warning, when they differ. "
+        "torch_threads sets ONNX Runtime's intra-op threads too.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["json", "text"] = Field(
@@ -185,10 +199,6 @@ class Settings(BaseSettings):
         "",
         max_length=60,
         description="Signature line of drafts (default: ^agent name, or the brand's support).",
-    )
-    account_categories: str = Field(
-        "billing,payments",
-        description="Comma-separated FAQ categories whose drafts hand off to a direct message.",
     )
     channel_limits: str = Field(
         "",
@@ -315,6 +325,13 @@ class Settings(BaseSettings):
     search_rate_window: float = Field(
         60.0, gt=0, description="Window in seconds of `search_rate_limit`."
     )
+    public_search_concurrency: int = Field(
+        1,
+        ge=0,
+        description="Public searches one replica runs at once (0: no limit); one more is "
+        "answered 503 with Retry-After at once, so a search flood from many addresses cannot "
+        "take every core from agents' suggest. Raise it on machines with more cores.",
+    )
     view_count_limit_ip: int = Field(
         30,
         ge=0,
@@ -355,6 +372,34 @@ class Settings(BaseSettings):
     )
     login_rate_window: float = Field(
         900.0, gt=0, description="Window in seconds of the sign-in limits."
+    )
+
+    # Outgoing webhooks (docs/webhooks.md).
+    webhook_draft_min_demand: int = Field(
+        5,
+        ge=1,
+        le=100_000,
+        description="Default threshold of a new webhook's draft.demand event: a new draft is "
+        "announced once this many customer threads ask for it.",
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts per webhook delivery before it is marked failed."
+    )
+    webhook_backoff_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=86_400,
+        description="Wait after a webhook delivery's first failure; it doubles with each "
+        "further failure (at most 6 hours).",
+    )
+    webhook_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds a webhook receiver has to answer a delivery."
+    )
+    webhook_poll_interval: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between the delivery worker's looks at the outbox in "
+        "`faqloop serve` (0: no worker in this process; `faqloop webhooks deliver` sends).",
     )
 
     @field_validator("data_dir", "models_dir", "content_dir")

@@ -163,6 +163,10 @@ class FaqEntry(Base):
         _enum(EntryStatus, "entry_status"), default=EntryStatus.published, index=True
     )
     translation_group: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Answering it needs the customer's account: a reply hands off to a DM (docs/replies.md).
+    needs_account: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_text("false")
+    )
     current_revision_id: Mapped[int | None] = mapped_column(
         ForeignKey("faq_revision.id", use_alter=True, ondelete="SET NULL")
     )
@@ -552,3 +556,82 @@ class AuditEvent(Base):
     target_id: Mapped[str] = mapped_column(String(128))
     before: Mapped[dict[str, Any] | None] = mapped_column()
     after: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class JobRun(Base):
+    """The last run of a periodic job of `faqloop serve` (kb/ops/jobs.py), one row per job:
+    a replica that gets the job's lock skips the run when another ran it within the interval."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime] = mapped_column()
+    ok: Mapped[bool] = mapped_column(Boolean)
+    runner: Mapped[str] = mapped_column(String(200))  # host and process id
+    runs: Mapped[int] = mapped_column(Integer, default=0)  # runs recorded, ever
+
+
+class Webhook(Base):
+    """An outgoing webhook: where to POST which events, signed with its secret
+    (kb/notify/)."""
+
+    __tablename__ = "webhook"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # HMAC-SHA256 key of the signatures; kept as is (signing needs it), never shown again.
+    secret: Mapped[str] = mapped_column(String(200))
+    # draft.demand fires once a draft has this many threads.
+    min_demand: Mapped[int] = mapped_column(Integer, default=5)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(400), default="")
+
+
+class WebhookEvent(Base):
+    """The outbox: an event, written in the transaction of the change it reports."""
+
+    __tablename__ = "webhook_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: its attempts, last answer and next try."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        # An event about the same thing (a draft reaching its demand) reaches a webhook once;
+        # checked before writing, not a unique constraint: a rare duplicate notice is better
+        # than an ingestion that fails on a race.
+        Index("ix_webhook_delivery_dedup", "webhook_id", "dedup_key"),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_event.id", ondelete="CASCADE"), index=True
+    )
+    dedup_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who is sending it now and until when (a worker that dies frees it when this passes).
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+    event: Mapped[WebhookEvent] = relationship(lazy="joined")

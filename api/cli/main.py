@@ -16,6 +16,7 @@ from api.capture import cli as capture_cli
 from api.commands import fail, settings
 from api.faqs import cli as faqs_cli
 from api.health import cli as health_cli
+from api.notify import cli as notify_cli
 from api.ops import cli as ops_cli
 from api.site import cli as site_cli
 from api.suggest import cli as suggest_cli
@@ -25,7 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for feature in (auth_cli, ops_cli, faqs_cli, suggest_cli, capture_cli, site_cli, health_cli):
+for feature in (
+    auth_cli, ops_cli, faqs_cli, suggest_cli, capture_cli, site_cli, health_cli, notify_cli,
+):  # fmt: skip
     feature.register(app)
 
 
@@ -58,7 +61,7 @@ def serve(
     # by ours, which leaves out client addresses, query strings and headers.
     configure_logging(s.log_level, s.log_format)
     warn_about_default_secrets(s)
-    application = create_app(s, load_in_background=True)
+    application = create_app(s, load_in_background=True, deliver_webhooks=True)
     uvicorn.run(
         application,
         host=bind,

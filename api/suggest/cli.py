@@ -199,7 +199,12 @@ def register(app: typer.Typer) -> None:
         s = settings()
         try:
             data = load_dataset(dataset)
-            embedder = load_embedder(s.embedding_model, s.models_dir)
+            embedder = load_embedder(
+                s.embedding_model,
+                s.models_dir,
+                backend=s.embed_backend,
+                threads=s.torch_threads,
+            )
         except (DatasetError, ModelNotFound) as exc:
             raise fail(str(exc)) from exc
         typer.echo(
@@ -282,7 +287,12 @@ def register(app: typer.Typer) -> None:
         s = settings()
         try:
             data = [load_dataset(d) for d in datasets]
-            embedder = load_embedder(s.embedding_model, s.models_dir)
+            embedder = load_embedder(
+                s.embedding_model,
+                s.models_dir,
+                backend=s.embed_backend,
+                threads=s.torch_threads,
+            )
             posts = read_lines(chatter or CALIBRATION_DIR / "chatter.txt")
             with domain_errors():
                 articles = read_content_dir(s.content_dir)

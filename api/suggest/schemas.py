@@ -51,7 +51,11 @@ class ReplyRead(BaseModel):
     weighted_length: int = Field(description="Length as the channel counts it (X: weighted).")
     limit: int | None = Field(description="The channel's limit (null: none).")
     dm_handoff: bool = Field(description="The draft moves the conversation to a DM.")
-    dm_reason: Literal["personal_data", "account_category"] | None = None
+    dm_reason: Literal["personal_data", "needs_account"] | None = Field(
+        None,
+        description="personal_data: the post carries some; needs_account: the article is "
+        "marked as needing the customer's account.",
+    )
     kind: Literal["answer", "thanks", "dm"]
     fits: bool = Field(description="Within the limit (false only if even the link is too long).")
     channel: str | None = None
@@ -72,7 +76,14 @@ class SuggestResponse(BaseModel):
     latency_ms: float
     triage: TriageRead | None = None
     reply: ReplyRead | None = Field(
-        None, description="The reply draft; null when the advice is skip or no FAQ fits."
+        None,
+        description="The reply draft; null when the advice is skip, no FAQ fits, or the "
+        "post's language has no reply template.",
+    )
+    no_reply_reason: str | None = Field(
+        None,
+        description="Why `reply` is null, e.g. \"no reply template for language 'th'\" "
+        "(the FAQ link is still in `best`).",
     )
     personal_data: list[str] = Field(
         default_factory=list,

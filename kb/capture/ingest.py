@@ -31,6 +31,7 @@ from kb.models import (
     ThreadStatus,
     utcnow,
 )
+from kb.notify import outbox
 from kb.text import cleaning
 from kb.text.language import detect_language
 from kb.text.personal_data import mask_personal_data
@@ -247,6 +248,8 @@ def ingest_threads(
     for draft_id in sorted(report.touched_drafts):
         _refresh_draft(session, capture, draft_id, machine_made.get(draft_id, set()))
     session.flush()
+    # Webhooks hear of open drafts whose demand reached their threshold (same transaction).
+    outbox.drafts_demand(session, report.touched_drafts)
     for p in pending:  # the refresh may have deleted an emptied draft
         p.outcome.status = p.thread.status
         p.outcome.faq_id = p.thread.faq_id

@@ -48,6 +48,7 @@ from kb.models import (
     FlagStatus,
     utcnow,
 )
+from kb.notify import outbox
 
 # -- entry flags -------------------------------------------------------------------------
 
@@ -270,6 +271,7 @@ def apply_detections(
         )
     }
     detections = list(detections)
+    raised: list[Flag] = []
     dismissed: dict[tuple[FlagKind, str], Flag] = {}
     keys = [d.key for d in detections]
     for start in range(0, len(keys), 500):
@@ -297,26 +299,27 @@ def apply_detections(
                 report.bump(report.quiet, d.kind)
                 continue
             evidence["previous_flag"] = last.id
-        session.add(
-            Flag(
-                kind=d.kind,
-                key=d.key,
-                score=d.score,
-                evidence=evidence,
-                status=FlagStatus.open,
-                entry_id=d.entry_id,
-                revision_id=d.revision_id,
-                language=d.language,
-                category=d.category,
-                created_at=now,
-                checked_at=now,
-            )
+        new_flag = Flag(
+            kind=d.kind,
+            key=d.key,
+            score=d.score,
+            evidence=evidence,
+            status=FlagStatus.open,
+            entry_id=d.entry_id,
+            revision_id=d.revision_id,
+            language=d.language,
+            category=d.category,
+            created_at=now,
+            checked_at=now,
         )
+        session.add(new_flag)
+        raised.append(new_flag)
         report.bump(report.created, d.kind)
     for flag in open_flags.values():
         _resolve(flag, by=HEALTH_ACTOR, why=_why_gone(session, flag), now=now)
         report.bump(report.resolved, flag.kind)
     session.flush()
+    outbox.flags_raised(session, raised)  # webhooks, in the same transaction
     report.open = int(
         session.scalar(select(func.count(Flag.id)).where(Flag.status == FlagStatus.open)) or 0
     )
