@@ -82,6 +82,9 @@ def _env(url: str, data_dir: Path, models_dir: Path) -> dict[str, str]:
         "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
         "FAQLOOP_MODELS_DIR": str(models_dir),
         "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
+        # The runtime of the in-process `embedder` fixture: the restored index is compared
+        # with answers of that embedder, to the fourth decimal.
+        "FAQLOOP_EMBED_BACKEND": "torch",
         "HF_HUB_OFFLINE": "1",
     }
 
