@@ -2,20 +2,23 @@
 
     .venv/bin/python benchmarks/answer_chunks.py [../shared/eval/stackfaq ...]
 
-Indexes the seed content (faq_content/) twice, as the service does: with the answer's
-first paragraph only (IndexRecipe(dense_answer_chunks=1)) and with every paragraph chunked
-(the default recipe). Each post of tests/data/suggest_cases.yaml is cleaned as suggest
-cleans it and searched in its language (hybrid); prints hit@1, hit@3 and MRR@10 per recipe
-and the number of dense texts indexed. Each data set folder given (faqs.jsonl +
-queries.jsonl, as `faqloop eval` reads them) is indexed with both recipes too: dense and
-hybrid R@1 and MRR@10, queries cleaned as suggest cleans them.
+Indexes the seed content (faq_content/) once per recipe, as the service does: with the
+answer's first paragraph only (IndexRecipe(dense_answer_chunks=1), shipped) and with every
+paragraph chunked, at several discounts of a chunk's cosine. Each post of
+tests/data/suggest_cases.yaml is cleaned as suggest cleans it and searched in its language
+(hybrid); prints hit@1, hit@3 and MRR@10 per recipe and the number of dense texts indexed.
+Each data set folder given (faqs.jsonl + queries.jsonl, as `faqloop eval` reads them) is
+indexed with every recipe too: dense and hybrid R@1 and MRR@10, queries cleaned as suggest
+cleans them.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +35,30 @@ from kb.text.language import detect_language, normalize_text  # noqa: E402
 
 RECIPES = (
     ("first paragraph only", IndexRecipe(dense_answer_chunks=1)),
-    ("every paragraph (8 chunks)", IndexRecipe(dense_answer_chunks=8)),
+    ("8 chunks, no discount", IndexRecipe(dense_answer_chunks=8)),
+    *(
+        (f"8 chunks, discount {d:.3f}", IndexRecipe(dense_answer_chunks=8, chunk_discount=d))
+        for d in (0.01, 0.015, 0.02, 0.025, 0.03, 0.04)
+    ),
 )
+
+
+class QueryMemo:
+    """The service's embedder (which already caches passages) with its query vectors kept
+    too: every recipe searches the same queries."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self._queries: dict[str, np.ndarray] = {}
+
+    def encode_passages(self, texts: list[str]) -> Any:
+        return self.inner.encode_passages(texts)
+
+    def encode_queries(self, texts: list[str]) -> Any:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
+        if missing:
+            self._queries.update(zip(missing, self.inner.encode_queries(missing), strict=True))
+        return np.stack([self._queries[t] for t in texts])
 
 
 def shared_set(path: Path, embedder: object, tokenizer: object) -> None:
@@ -50,7 +75,9 @@ def shared_set(path: Path, embedder: object, tokenizer: object) -> None:
 
 def main() -> None:
     settings = Settings()
-    embedder = load_embedder(settings.embedding_model, settings.models_dir)
+    embedder = QueryMemo(
+        load_embedder(settings.embedding_model, settings.models_dir, backend=settings.embed_backend)
+    )
     tokenizer = default_tokenizer()
     articles = read_content_dir(ROOT / "faq_content")
     slugs = {n: a.slug for n, a in enumerate(articles, 1)}

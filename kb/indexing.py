@@ -41,7 +41,12 @@ class IndexRecipe:
     # Also embed the rest of the answer: every paragraph (long ones cut at sentence ends
     # into pieces of at most CHUNK_CHARS), up to this many answer texts per entry in all;
     # an entry scores its best text (docs/retrieval.md, "Long answers"). 1: first only.
-    dense_answer_chunks: int = 1
+    dense_answer_chunks: int = 8
+    # Taken off a chunk's cosine (not the first paragraph's) before it competes for the
+    # entry's score: a paragraph that merely mentions a topic should not outrank the
+    # article about it. 0.02 is the only discount measured not worse anywhere
+    # (benchmarks/answer_chunks.py; docs/retrieval.md, "Long answers").
+    chunk_discount: float = 0.02
     # Add the answer to the BM25 document.
     lexical_answer: bool = True
 
@@ -106,17 +111,20 @@ def entry_docs(
 ) -> EntryDocs:
     """The texts one entry contributes to the index: its question, phrasings, the answer's
     first paragraph and (recipe permitting) the answer's other paragraphs as chunks."""
-    dense = [question, *phrasings]
+    # text -> discount; a text met twice keeps its first (lowest) discount.
+    dense: dict[str, float] = dict.fromkeys([question, *phrasings], 0.0)
     if recipe.dense_answer:
         passage = first_passage(answer)
         if passage:
-            dense.append(passage)
+            dense.setdefault(passage, 0.0)
         if recipe.dense_answer_chunks > 1:
-            dense += answer_chunks(answer, recipe.dense_answer_chunks)
+            for chunk in answer_chunks(answer, recipe.dense_answer_chunks):
+                dense.setdefault(chunk, recipe.chunk_discount)
     lexical = [question, *phrasings]
     if recipe.lexical_answer:
         lexical.append(markdown_to_text(answer))
-    return EntryDocs(entry_id, language, tuple(dict.fromkeys(dense)), "\n".join(lexical))
+    discounts = tuple(dense.values()) if any(dense.values()) else ()
+    return EntryDocs(entry_id, language, tuple(dense), "\n".join(lexical), discounts)
 
 
 def load_entry_docs(

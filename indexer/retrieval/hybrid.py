@@ -32,6 +32,13 @@ class EntryDocs:
     dense_texts: tuple[str, ...]
     # One BM25 document per entry (title, phrasings and answer together).
     lexical_text: str
+    # Per dense text, what is taken off its cosine before it competes for the entry's
+    # score (a chunk of a long answer counts less than the question); empty: all 0.
+    dense_discounts: tuple[float, ...] = ()
+
+    def discount(self, position: int) -> float:
+        """The discount of the dense text at `position`."""
+        return self.dense_discounts[position] if position < len(self.dense_discounts) else 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ class HybridIndex:
         self._lexical = LexicalIndex()
         self._doc_entry: dict[int, int] = {}
         self._doc_text: dict[int, str] = {}
+        # Discounts of the texts that have one (docs absent here count at their cosine).
+        self._doc_discount: dict[int, float] = {}
         self._entry_docs: dict[int, list[int]] = {}
         self._entry_lang: dict[int, str] = {}
         self._next_doc = 1
@@ -141,11 +150,13 @@ class HybridIndex:
             row = 0
             for e in entries:
                 doc_ids = []
-                for text in e.dense_texts:
+                for position, text in enumerate(e.dense_texts):
                     doc_id = self._next_doc
                     self._next_doc += 1
                     self._doc_entry[doc_id] = e.entry_id
                     self._doc_text[doc_id] = text
+                    if discount := e.discount(position):
+                        self._doc_discount[doc_id] = discount
                     doc_ids.append(doc_id)
                     ids.append(doc_id)
                     row += 1
@@ -170,6 +181,7 @@ class HybridIndex:
                 doc_ids.append(doc_id)
                 del self._doc_entry[doc_id]
                 del self._doc_text[doc_id]
+                self._doc_discount.pop(doc_id, None)
             self._entry_lang.pop(entry_id, None)
         self._vectors.remove(np.asarray(doc_ids, dtype=np.int64))
         self._lexical.remove(list(entry_ids))
@@ -226,31 +238,55 @@ class HybridIndex:
         total = len(self._vectors)
         if total == 0:
             return []
+        discounts = self._doc_discount
         # Entries have several texts and other languages may be filtered out: over-fetch,
         # and fall back to every vector when that still leaves too few entries.
         fetch = min(total, max(64, depth * 8))
         while True:
             scores, ids = self._vectors.search(qvec.reshape(1, -1), fetch)
             best: dict[int, Hit] = {}
-            for score, doc_id in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
+            complete = False
+            # The depth-th best entry score, recomputed now and then: it only rises, so a
+            # stale value is a safe (lower) bound to stop at.
+            bound, since = math.inf, 0
+            for cosine, doc_id in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
                 if doc_id < 0:
                     continue
                 entry_id = self._doc_entry[doc_id]
                 if language and self._entry_lang.get(entry_id) != language:
                     continue
-                if entry_id not in best:  # FAISS returns best first
+                score = cosine - discounts.get(doc_id, 0.0)
+                hit = best.get(entry_id)
+                if hit is None:
                     best[entry_id] = Hit(
                         entry_id, score, dense=score, matched_text=self._doc_text[doc_id]
                     )
-                    if len(best) == depth:  # the rest score lower: they would be cut
-                        break
-            if len(best) >= depth or fetch >= total:
+                elif score > hit.score:  # a discounted text met earlier scored lower
+                    hit.score = hit.dense = score
+                    hit.matched_text = self._doc_text[doc_id]
+                if len(best) < depth:
+                    continue
+                if discounts:
+                    since -= 1
+                    if since <= 0:
+                        bound, since = self._depth_score(best, depth), 16
+                if not discounts or cosine < bound:
+                    # FAISS returns best first and a discount only lowers a score: no
+                    # later text can enter the first `depth` entries or change them.
+                    complete = True
+                    break
+            if complete or fetch >= total:
                 break
             fetch = total
         hits = sorted(best.values(), key=lambda h: -h.score)[:depth]
         for rank, hit in enumerate(hits, 1):
             hit.dense_rank = rank
         return hits
+
+    @staticmethod
+    def _depth_score(best: dict[int, Hit], depth: int) -> float:
+        """The `depth`-th best entry score so far."""
+        return sorted((h.score for h in best.values()), reverse=True)[depth - 1]
 
     def _lexical_locked(self, terms: list[str], depth: int, language: str | None) -> list[Hit]:
         ids, scores = self._lexical.scores(terms)
@@ -330,6 +366,8 @@ class HybridIndex:
             with (directory / "docs.jsonl").open("w", encoding="utf-8") as fh:
                 for doc_id, entry_id in self._doc_entry.items():
                     row = {"doc": doc_id, "entry": entry_id, "text": self._doc_text[doc_id]}
+                    if doc_id in self._doc_discount:
+                        row["discount"] = self._doc_discount[doc_id]
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             with (directory / "entries.jsonl").open("w", encoding="utf-8") as fh:
                 for entry_id, terms in self._lexical.items():
@@ -366,6 +404,8 @@ class HybridIndex:
                 row = json.loads(line)
                 index._doc_entry[row["doc"]] = row["entry"]
                 index._doc_text[row["doc"]] = row["text"]
+                if "discount" in row:
+                    index._doc_discount[row["doc"]] = float(row["discount"])
         lexical: dict[int, list[str]] = {}
         with (directory / "entries.jsonl").open(encoding="utf-8") as fh:
             for line in fh:

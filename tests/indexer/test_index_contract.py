@@ -107,6 +107,61 @@ def test_hybrid_save_load_same_results(hybrid: HybridIndex, tmp_path: Path) -> N
             assert _ranking(loaded, text, mode=mode) == _ranking(hybrid, text, mode=mode)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n_entries=st.integers(10, 40),
+    depth=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+    discount=st.sampled_from([0.0, 0.01, 0.05, 0.3]),
+)
+def test_discounted_dense_ranking_equals_brute_force(
+    n_entries: int, depth: int, seed: int, discount: float
+) -> None:
+    """Each entry scores its best text after the text's discount, over every vector (the
+    scan stops early only when no later text could change the first `depth`), and the
+    discounts survive save and load."""
+    import random
+    import tempfile
+
+    rnd = random.Random(seed)
+    embedder = HashEmbedder()
+    docs = []
+    for entry_id in range(1, n_entries + 1):
+        n_texts = rnd.randint(1, 6)
+        texts = tuple(f"entry {entry_id} text {i} {seed}" for i in range(n_texts))
+        discounts = tuple(0.0 if i == 0 else discount * rnd.random() for i in range(n_texts))
+        docs.append(EntryDocs(entry_id, rnd.choice(["en", "ja"]), texts, texts[0], discounts))
+    index = HybridIndex(embedder, Tokenizer())
+    index.fusion = type(index.fusion)(depth=depth)
+    index.upsert(docs)
+    query = f"query {seed}"
+    qvec = embedder.encode_queries([query])[0]
+    for language in (None, "en"):
+        best: dict[int, float] = {}
+        for d in docs:
+            if language and d.language != language:
+                continue
+            scores = [
+                float(qvec @ embedder._vec(t)) - d.discount(i) for i, t in enumerate(d.dense_texts)
+            ]
+            best[d.entry_id] = max(scores)
+        expected = sorted(best.items(), key=lambda kv: -kv[1])[:depth]
+        hits = index.search(query, k=depth, language=language, mode="dense").hits
+        assert [round(h.score, 5) for h in hits] == [round(v, 5) for _, v in expected]
+        assert {h.entry_id for h in hits} == {e for e, _ in expected} or len(
+            {round(v, 5) for v in best.values()}
+        ) < len(best)  # ties may swap entries of equal score
+    with tempfile.TemporaryDirectory() as tmp:
+        store = IndexStore(Path(tmp) / "index")
+        store.save(index, generation=1, last_change_id=0, recipe="r")
+        loaded, _ = store.load(embedder, Tokenizer(), recipe="r")
+        loaded.fusion = index.fusion
+        for language in (None, "ja"):
+            assert _ranking(loaded, query, mode="dense", language=language) == _ranking(
+                index, query, mode="dense", language=language
+            )
+
+
 def test_language_filter_and_removal(hybrid: HybridIndex) -> None:
     assert {h.entry_id for h in hybrid.search("パスワード", k=4, language="ja").hits} <= {3, 4}
     assert hybrid.search("パスワード", k=4, mode="lexical").hits[0].entry_id == 3

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from indexer.embedding.encoders import CachedEmbedder
 from indexer.lexical.tokenizer import default_tokenizer
 from indexer.retrieval.hybrid import HybridIndex
@@ -47,17 +49,37 @@ def test_a_later_paragraph_matches_when_the_recipe_chunks_answers(embedder: Cach
         index.upsert(docs)
         return [h.entry_id for h in index.search(query, k=4, language="ja", mode="dense").hits]
 
-    chunked = rank(IndexRecipe(dense_answer_chunks=8))
+    chunked = rank(IndexRecipe())  # the shipped recipe: chunks, discounted
     assert chunked[0] == 1
     first_only = rank(IndexRecipe(dense_answer_chunks=1))
     assert first_only.index(1) >= chunked.index(1)
 
 
+def test_a_chunk_counts_its_cosine_less_the_discount(embedder: CachedEmbedder) -> None:
+    """The entry's dense score is its best text's cosine, a chunk's less the discount: the
+    same question and answer score exactly `discount` lower when only the chunk matches."""
+    query = "船の上や飛行機の中ではローミングの対象外ですか"
+    recipe = IndexRecipe()
+    assert recipe.chunk_discount > 0
+    docs = entry_docs(1, "ja", "パスワードを忘れた", LONG_ANSWER, [], recipe)
+    assert docs.discount(0) == 0.0  # the question
+    chunk_at = next(i for i, t in enumerate(docs.dense_texts) if t.startswith("船の上や飛行機"))
+    assert docs.discount(chunk_at) == recipe.chunk_discount
+    index = HybridIndex(embedder, default_tokenizer())
+    index.upsert([docs])
+    hit = index.search(query, k=1, language="ja", mode="dense").hits[0]
+    assert hit.matched_text.startswith("船の上や飛行機")
+    qvec = embedder.encode_queries([query])[0]
+    cosine = float(qvec @ embedder.encode_passages([docs.dense_texts[chunk_at]])[0])
+    assert hit.dense == pytest.approx(cosine - recipe.chunk_discount, abs=1e-5)
+
+
 def test_the_recipe_key_changes_so_old_indexes_are_rebuilt() -> None:
     tokenizer = default_tokenizer().name
-    default = IndexRecipe(dense_answer_chunks=8)
+    default = IndexRecipe()
     assert default.dense_answer_chunks > 1
     assert default.key(tokenizer) != replace(default, dense_answer_chunks=1).key(tokenizer)
+    assert default.key(tokenizer) != replace(default, chunk_discount=0.0).key(tokenizer)
     assert '"dense_answer_chunks"' in default.key(tokenizer)
     docs = entry_docs(1, "ja", "海外で使うには", LONG_ANSWER, ["海外ローミング"], default)
     assert len(docs.dense_texts) == 2 + 4
