@@ -131,9 +131,12 @@ def _session_options(threads: int) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle pool threads sleep instead of spinning: on 2 shared cores a spinning worker takes
-    # the time the HTTP and database work (or the other lane) needs.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # A session with a pool (the lone post's, with every thread) lets its workers spin
+    # between the graph's ~300 small operators: waking a sleeping worker for each cost
+    # ~1 ms of a 5 ms post (docs/scale.md, "Threads"). The pool is used at low load only;
+    # under load the lanes run single-threaded sessions, which have no pool to spin.
+    spin = "1" if threads > 1 else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
 
