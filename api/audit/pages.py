@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.audit.access import parse_time
-from api.auth.editor_session import current_editor, login_redirect, page_language, require_admin
+from api.auth.editor_session import admin_or_redirect, page_language
 from api.web.deps import SessionDep
 from api.web.templating import render
 from kb.audit import list_events
@@ -30,10 +30,9 @@ def audit_page(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     """The audit trail, newest first (admins)."""
-    editor = current_editor(request, session)
-    if editor is None:
-        return login_redirect(request)
-    require_admin(editor)
+    editor = admin_or_redirect(request, session)
+    if isinstance(editor, Response):
+        return editor
     filters = {
         "actor": (actor or "").strip() or None,
         "action": (action or "").strip() or None,

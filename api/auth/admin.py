@@ -14,11 +14,9 @@ from sqlalchemy.orm import Session
 
 from api.auth.editor_session import (
     Editor,
+    admin_or_redirect,
     check_csrf,
-    current_editor,
-    login_redirect,
     page_language,
-    require_admin,
 )
 from api.web.deps import SessionDep
 from api.web.templating import render
@@ -33,14 +31,6 @@ router = APIRouter(prefix="/review/admin", include_in_schema=False)
 KEY_ROLES = tuple(r.value for r in Role)
 USER_ROLES = tuple(r.value for r in accounts.USER_ROLES)
 NOTICES = ("created", "disabled", "enabled", "role", "password", "revoked")
-
-
-def _admin(request: Request, session: Session) -> Editor | Response:
-    editor = current_editor(request, session)
-    if editor is None:
-        return login_redirect(request)
-    require_admin(editor)
-    return editor
 
 
 def _users_page(
@@ -77,7 +67,7 @@ def users_page(
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """Every account, with forms to create, disable, enable, change role or password."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     return _users_page(request, session, editor, notice=done)
@@ -94,7 +84,7 @@ def create_user(
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Create an account with a first password (tell it to the person another way)."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)
@@ -119,7 +109,7 @@ def _change(
     done: str,
     change: Any,
 ) -> Response:
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)
@@ -249,7 +239,7 @@ def keys_page(
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """Every API key (never a secret), with forms to create and revoke."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     return _keys_page(request, session, editor, notice=done)
@@ -264,7 +254,7 @@ def create_api_key(
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Create a key; its secret is shown on this answer only (never stored, never again)."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)
@@ -294,7 +284,7 @@ def revoke_api_key(
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Revoke a key: it stops working at once."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)

@@ -150,6 +150,15 @@ def require_admin(editor: Editor) -> None:
         raise Forbidden("this page is for admins")
 
 
+def admin_or_redirect(request: Request, session: Session) -> Editor | Response:
+    """The signed-in admin; the sign-in page for a visitor; Forbidden for other editors."""
+    editor = current_editor(request, session)
+    if editor is None:
+        return login_redirect(request)
+    require_admin(editor)
+    return editor
+
+
 def cross_site(request: Request) -> bool:
     """True when the browser says the request comes from another site (Sec-Fetch-Site, or
     an Origin whose host is not this one)."""

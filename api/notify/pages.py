@@ -15,11 +15,9 @@ from sqlalchemy.orm import Session
 
 from api.auth.editor_session import (
     Editor,
+    admin_or_redirect,
     check_csrf,
-    current_editor,
-    login_redirect,
     page_language,
-    require_admin,
 )
 from api.web.deps import SessionDep, services_of
 from api.web.templating import render
@@ -30,14 +28,6 @@ router = APIRouter(prefix="/review/admin/webhooks", include_in_schema=False)
 
 NOTICES = ("deleted",)
 WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
-def _admin(request: Request, session: Session) -> Editor | Response:
-    editor = current_editor(request, session)
-    if editor is None:
-        return login_redirect(request)
-    require_admin(editor)
-    return editor
 
 
 def _list_page(
@@ -72,7 +62,7 @@ def webhooks_page(
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """Every webhook (never a secret), with a form to add one."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     return _list_page(request, session, editor, notice=done)
@@ -89,7 +79,7 @@ def create_webhook(
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Register a webhook; its secret is shown on this answer only."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)
@@ -126,7 +116,7 @@ def webhook_page(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     """One webhook and its delivery log, newest first (50 a page)."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     hook = webhooks.get_webhook_or_raise(session, webhook_id)
@@ -153,7 +143,7 @@ def delete_webhook(
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Remove a webhook and its log (needs the confirmation box)."""
-    editor = _admin(request, session)
+    editor = admin_or_redirect(request, session)
     if isinstance(editor, Response):
         return editor
     check_csrf(editor, csrf)
