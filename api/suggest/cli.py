@@ -317,6 +317,8 @@ def register(app: typer.Typer) -> None:
             gap_weight=gap_weight,
             off_topic_weight=off_topic_weight,
             target_precision=target_precision,
+            vectors=f"{embedder.backend} vectors, answers in up to "
+            f"{IndexRecipe().dense_answer_chunks} chunks (discount {IndexRecipe().chunk_discount})",
         )
         for name, t in result.per_set_threshold.items():
             typer.echo(f"{name}: lowest threshold with precision >= {target_precision}: {t:.3f}")

@@ -372,12 +372,14 @@ def calibrate(
     off_topic_weight: float = 0.25,
     target_precision: float = 0.9,
     target_abstain: float = 0.97,
+    vectors: str = "",
 ) -> Calibration:
     """Fit the confidence model and pick the threshold.
 
     The threshold is the larger of: the lowest confidence at which the first set's answered
     suggestions are `target_precision` right, and the confidence below which
-    `target_abstain` of the off-topic posts fall.
+    `target_abstain` of the off-topic posts fall. `vectors` (the backend and index recipe
+    the rankings came from) is recorded in the model's `fitted_on`.
     """
     samples = [x for rep in per_set.values() for x in rep.samples]
     gaps = [g for rep in per_set.values() for g in rep.gaps]
@@ -390,7 +392,8 @@ def calibrate(
         off_topic_weight=off_topic_weight,
         model=model_name,
         fitted_on=f"{fitted_on}; content gaps weighted {gap_weight}, "
-        f"{len(chatter_fit)} off-topic posts weighted {off_topic_weight}",
+        f"{len(chatter_fit)} off-topic posts weighted {off_topic_weight}"
+        + (f"; {vectors}" if vectors else ""),
         names=names,
         target_precision=target_precision,
     )
