@@ -17,8 +17,8 @@ checks the targets and writes benchmarks/results/summary.json:
 - 32-client throughput over HTTP at least 70 % of the batched ceiling (the best of
   batches of 8, 16 and 32);
 - zero errors everywhere;
-- faqloop ahead of txtai on latency at equal recall (dense vs dense: same model, texts
-  and exact search);
+- faqloop ahead of txtai on latency at equal or better recall (dense vs dense: same
+  model, texts and exact search);
 - the load test: every request answered, memory flat after warm-up (no upward trend).
 
 With `--backends` (default: torch only), ceiling.py measures every backend's ceiling in
@@ -134,10 +134,12 @@ def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     peer = (results.get("peer_txtai") or {}).get("results", {})
     if "faqloop dense" in peer and "txtai dense" in peer:
         a, b = peer["faqloop dense"], peer["txtai dense"]
-        equal = abs(a["mrr@10"] - b["mrr@10"]) <= 0.005 and abs(a["hit@1"] - b["hit@1"]) <= 0.005
+        # At least txtai's recall: the same texts, but faqloop discounts answer chunks
+        # (docs/retrieval.md, "Long answers"), which txtai cannot, so faqloop may rank better.
+        equal = a["mrr@10"] >= b["mrr@10"] - 0.005 and a["hit@1"] >= b["hit@1"] - 0.005
         out.append(
             {
-                "target": "ahead of txtai on latency at equal recall (dense vs dense)",
+                "target": "ahead of txtai on latency at equal or better recall (dense vs dense)",
                 "measured": f"p50 {a['p50_ms']:.1f} vs {b['p50_ms']:.1f} ms; MRR@10 "
                 f"{a['mrr@10']:.3f} vs {b['mrr@10']:.3f}",
                 "met": equal and a["p50_ms"] < b["p50_ms"],
