@@ -18,14 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.settings import Settings  # noqa: E402
-from indexer.embedding.encoders import load_embedder  # noqa: E402
+from indexer.embedding.encoders import VectorCache, load_embedder  # noqa: E402
 from indexer.lexical.tokenizer import default_tokenizer  # noqa: E402
 from kb.faqs.content import read_content_dir  # noqa: E402
 from kb.indexing import IndexRecipe, entry_docs  # noqa: E402
@@ -35,7 +34,7 @@ from kb.text.language import detect_language, normalize_text  # noqa: E402
 
 RECIPES = (
     ("first paragraph only", IndexRecipe(dense_answer_chunks=1)),
-    ("8 chunks, no discount", IndexRecipe(dense_answer_chunks=8)),
+    ("8 chunks, no discount", IndexRecipe(dense_answer_chunks=8, chunk_discount=0.0)),
     *(
         (f"8 chunks, discount {d:.3f}", IndexRecipe(dense_answer_chunks=8, chunk_discount=d))
         for d in (0.01, 0.015, 0.02, 0.025, 0.03, 0.04)
@@ -45,20 +44,17 @@ RECIPES = (
 
 class QueryMemo:
     """The service's embedder (which already caches passages) with its query vectors kept
-    too: every recipe searches the same queries."""
+    too, in the same cache type: every recipe searches the same queries."""
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self._queries: dict[str, np.ndarray] = {}
+        self._queries = VectorCache(inner.dim, max_items=100_000)
 
     def encode_passages(self, texts: list[str]) -> Any:
         return self.inner.encode_passages(texts)
 
     def encode_queries(self, texts: list[str]) -> Any:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
-        if missing:
-            self._queries.update(zip(missing, self.inner.encode_queries(missing), strict=True))
-        return np.stack([self._queries[t] for t in texts])
+        return self._queries.encode(texts, self.inner.encode_queries)
 
 
 def shared_set(path: Path, embedder: object, tokenizer: object) -> None:

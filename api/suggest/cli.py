@@ -306,7 +306,8 @@ def register(app: typer.Typer) -> None:
                 per_set[d.name] = evaluate(d, index, ids, modes=("hybrid",), progress=bar.update)[
                     "hybrid"
                 ]
-        seed = content_index(articles, embedder, tokenizer, IndexRecipe())
+        recipe = IndexRecipe()
+        seed = content_index(articles, embedder, tokenizer, recipe)
         chat = chatter_features(seed, posts)
         result = run_calibration(
             per_set,
@@ -318,7 +319,7 @@ def register(app: typer.Typer) -> None:
             off_topic_weight=off_topic_weight,
             target_precision=target_precision,
             vectors=f"{embedder.backend} vectors, answers in up to "
-            f"{IndexRecipe().dense_answer_chunks} chunks (discount {IndexRecipe().chunk_discount})",
+            f"{recipe.dense_answer_chunks} chunks (discount {recipe.chunk_discount})",
         )
         for name, t in result.per_set_threshold.items():
             typer.echo(f"{name}: lowest threshold with precision >= {target_precision}: {t:.3f}")
