@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from indexer.lexical.tokenizer import Tokenizer
@@ -114,6 +114,7 @@ def test_hybrid_save_load_same_results(hybrid: HybridIndex, tmp_path: Path) -> N
     seed=st.integers(0, 2**16),
     discount=st.sampled_from([0.0, 0.01, 0.05, 0.3]),
 )
+@example(n_entries=12, depth=2, seed=23, discount=0.3)  # float32 vs float64 at a rounding edge
 def test_discounted_dense_ranking_equals_brute_force(
     n_entries: int, depth: int, seed: int, discount: float
 ) -> None:
@@ -147,10 +148,13 @@ def test_discounted_dense_ranking_equals_brute_force(
             best[d.entry_id] = max(scores)
         expected = sorted(best.items(), key=lambda kv: -kv[1])[:depth]
         hits = index.search(query, k=depth, language=language, mode="dense").hits
-        assert [round(h.score, 5) for h in hits] == [round(v, 5) for _, v in expected]
-        assert {h.entry_id for h in hits} == {e for e, _ in expected} or len(
-            {round(v, 5) for v in best.values()}
-        ) < len(best)  # ties may swap entries of equal score
+        # The index scores in float32, the brute force in float64: compare within 1e-5.
+        assert [h.score for h in hits] == pytest.approx([v for _, v in expected], abs=1e-5)
+        # Every hit truly belongs among the first `depth` (entries of equal score may swap).
+        assert len(hits) == len(expected)
+        for h in hits:
+            assert best[h.entry_id] >= expected[-1][1] - 1e-5
+            assert h.score == pytest.approx(best[h.entry_id], abs=1e-5)
     with tempfile.TemporaryDirectory() as tmp:
         store = IndexStore(Path(tmp) / "index")
         store.save(index, generation=1, last_change_id=0, recipe="r")
