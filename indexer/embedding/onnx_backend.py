@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ BUILD_MANIFEST = "faqloop-build.json"
 # (measured at build, recorded in the manifest; docs/scale.md, "Backends").
 MIN_COSINE = {ONNX: 0.9999, ONNX_INT8: 0.999}
 # Every backend reports the torch model's name: their vectors agree with torch's to the
-# cosine MIN_COSINE checks at load (int8: measured >= 0.9999 on the probes, its ranking
+# cosine MIN_COSINE checks at load (int8: measured >= 0.9997 on the probes, its ranking
 # figures in docs/scale.md, "Backends"), so an index and the confidence calibration fitted
 # with one serve the others. A recipe further from torch would need its own name (an index
 # and a calibration of its own): give it a suffix here.
@@ -258,16 +259,30 @@ class OnnxEmbedder:
         return np.asarray(out, dtype=np.float32)
 
     def _encode(self, texts: list[str], prompt: str) -> Vectors:
-        """Sorted by length and cut into batches of `batch_size`, as sentence-transformers does."""
+        """Sorted by length and cut into batches of `batch_size`, as sentence-transformers does.
+
+        With several threads and several batches (an index build), the batches run at once,
+        one single-threaded session per thread, instead of one after the other on one
+        session's threads: the int8 kernels of one batch of short texts split poorly over
+        two intra-op threads (docs/scale.md, "Embedding backends", index build). ONNX
+        Runtime releases the GIL while it runs; each batch's vectors are the same either
+        way (every text is computed on its own tokens only).
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         threads = getattr(self._local, "threads", self.threads)
         full = [(prompt + t).strip() for t in texts]
         order = sorted(range(len(full)), key=lambda i: -len(full[i]))
         out = np.empty((len(full), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            out[rows] = self._run([full[i] for i in rows], threads)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if threads > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(min(threads, len(batches)), "faqloop-encode") as pool:
+                done = pool.map(lambda rows: self._run([full[i] for i in rows], 1), batches)
+                for rows, vectors in zip(batches, done, strict=True):
+                    out[rows] = vectors
+        else:
+            for rows in batches:
+                out[rows] = self._run([full[i] for i in rows], threads)
         self.trimmer.note_use()
         return out
 

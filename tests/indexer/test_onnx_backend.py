@@ -163,9 +163,10 @@ def test_same_top_k_on_the_seed_content_and_customer_posts(
     """Top-3 of every customer post against faq_content/ as with torch (hybrid, as suggest).
 
     Tolerance: fp32 the same top-3 for every post. int8 (vectors within cosine 0.999 of
-    torch's) moves near-ties of the fused score: the same top-1 for all but at most 2 of
-    the 80 posts, and hit@1 and hit@3 within one post of torch's (measured: 1 post with
-    another top-1, hit@1 57 against 56 and hit@3 71 = 71; docs/scale.md, "Embedding backends").
+    torch's) moves near-ties of the fused score: the same top-1 for all but at most 5 of
+    the 80 posts, and hit@1 and hit@3 no more than one post below torch's (measured with
+    the per-token recipe: 4 posts with another top-1, hit@1 58 against 56, hit@3 72 = 72;
+    docs/scale.md, "Embedding backends").
     """
     articles = read_content_dir(ROOT / "faq_content")
     slugs = {n: a.slug for n, a in enumerate(articles, 1)}
@@ -187,9 +188,9 @@ def test_same_top_k_on_the_seed_content_and_customer_posts(
     if backend == ONNX:
         assert differ_top3 == 0, report
     else:
-        assert differ_top1 <= 2, report
-        assert abs(hits["alt@1"] - hits["ref@1"]) <= 1, report
-        assert abs(hits["alt@3"] - hits["ref@3"]) <= 1, report
+        assert differ_top1 <= 5, report
+        assert hits["alt@1"] >= hits["ref@1"] - 1, report
+        assert hits["alt@3"] >= hits["ref@3"] - 1, report
 
 
 def test_threads_get_their_own_session_sharing_the_weights(onnx_int8: OnnxEmbedder) -> None:
@@ -209,6 +210,37 @@ def test_threads_get_their_own_session_sharing_the_weights(onnx_int8: OnnxEmbedd
     threads, set_threads = model_threads(CachedEmbedder(onnx_int8))
     assert threads == onnx_int8.threads
     assert set_threads == onnx_int8.set_threads
+
+
+def test_many_batches_run_at_once_on_single_threaded_sessions(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index build's batches run in parallel, one single-threaded session per thread,
+    and give the same vectors, in the same order, as one batch after the other."""
+    embedder = load_onnx_embedder(DEFAULT_MODEL, model_path, backend=ONNX_INT8, threads=2)
+    embedder.batch_size = 4
+    texts = [f"{p} ({n})" for n, p in enumerate(POSTS[:30])]
+    calls: list[tuple[str, int, int]] = []
+    run = embedder._run
+
+    def spy(batch: list[str], threads: int) -> Any:
+        calls.append((threading.current_thread().name, threads, len(batch)))
+        return run(batch, threads)
+
+    monkeypatch.setattr(embedder, "_run", spy)
+    embedder.set_threads(2)
+    parallel = embedder.encode_passages(texts)
+    assert len(calls) == 8 and all(t == 1 for _, t, _ in calls)
+    assert all(name.startswith("faqloop-encode") for name, _, _ in calls)
+    assert len({name for name, _, _ in calls}) == 2
+    calls.clear()
+    embedder.set_threads(1)
+    one_by_one = embedder.encode_passages(texts)
+    assert len(calls) == 8 and {name for name, _, _ in calls} == {threading.current_thread().name}
+    np.testing.assert_allclose(parallel, one_by_one, atol=1e-6)
+    # each row is its own text's vector, not another's
+    single = embedder.encode_passages([texts[17]])
+    np.testing.assert_allclose(parallel[17], single[0], atol=1e-5)
 
 
 def test_micro_batcher_runs_the_onnx_backend_in_lanes(onnx_fp32: OnnxEmbedder) -> None:
