@@ -233,16 +233,33 @@ def _quantize_blockwise(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
         )
     if not replaced:
         raise OnnxExportError("no MatMul weights to quantise")
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    _save_rewritten(model, nodes, weights, replaced, added, recipe, dst)
+
+
+def _save_rewritten(
+    model: Any,
+    nodes: list[Any],
+    weights: dict[str, Any],
+    replaced: set[str],
+    added: list[Any],
+    recipe: dict[str, Any],
+    dst: Path,
+) -> None:
+    """Save `model` with `nodes` as its graph, the `replaced` weights swapped for `added`,
+    and (unless the recipe says otherwise) its token embedding table in int8 blocks."""
+    import onnx
+
     if recipe.get("embeddings", True):
+        block = int(recipe.get("block_size", 32))
         nodes, more = _quantize_embeddings(nodes, weights, block, replaced)
-        added += more
+        added = [*added, *more]
     kept = [i for i in model.graph.initializer if i.name not in replaced]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     del model.graph.initializer[:]
     model.graph.initializer.extend([*kept, *added])
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(dst))
 
 
@@ -403,15 +420,7 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             out += body[node.name]
         else:
             out.append(node)
-    if recipe.get("embeddings", True):
-        out, more = _quantize_embeddings(out, weights, int(recipe.get("block_size", 32)), replaced)
-        added += more
-    kept = [i for i in model.graph.initializer if i.name not in replaced]
-    del model.graph.node[:]
-    model.graph.node.extend(out)
-    del model.graph.initializer[:]
-    model.graph.initializer.extend([*kept, *added])
-    onnx.save(model, str(dst))
+    _save_rewritten(model, out, weights, replaced, added, recipe, dst)
 
 
 def quantize_int8(src: Path, dst: Path, recipe: dict[str, Any] | None = None) -> None:
