@@ -31,18 +31,21 @@ from indexer.embedding.onnx_backend import (
     probe_cosines,
     sha256_file,
 )
+from indexer.embedding.onnx_fusion import fuse_attention
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 # How the int8 file is made (the choice is measured in docs/scale.md, "Backends"):
-# "per-token" (shipped): every MatMul with a weight becomes ONNX Runtime's MatMulInteger
-# (u8 activations x s8 weights): weights int8 with one scale per output channel,
-# activations int8 with one scale per token, computed in the graph, so a text's vector
+# "per-token" (shipped): every MatMul with a weight becomes ONNX Runtime's
+# MatMulIntegerToFloat (u8 activations x s8 weights): weights int8 with one scale per output
+# channel, activations int8 with one scale per token, computed in the graph, so a text's vector
 # depends on its own tokens only. Before that, SmoothQuant with alpha 0.5: each input
 # channel is divided by s = peak|x|^0.5 / peak|w|^0.5 (peaks of the fp32 model on the probe
 # texts) and the weight's row multiplied by it, which moves the LayerNorm outputs' outlier
-# channels into the weights. The token embedding table as int8 blocks of 32.
+# channels into the weights. The token embedding table as int8 blocks of 32. With
+# "attention": "fused", each layer's attention is first one MultiHeadAttention node
+# (indexer/embedding/onnx_fusion.py): 4.3x fewer nodes, the same vectors to round-off.
 # "blockwise": MatMulNBits with 8-bit weights in blocks of 32 and accuracy_level 4 (int8
 # activations per block of 32 of each token): closer to fp32 (probe cosine .9999 against
 # .9997), and slower in batches on 2 cores. "dynamic": ONNX Runtime's quantize_dynamic
@@ -54,6 +57,7 @@ PER_TOKEN_RECIPE: dict[str, Any] = {
     "smooth_alpha": 0.5,
     "embeddings": True,
     "block_size": 32,
+    "attention": "fused",
 }
 BLOCKWISE_RECIPE: dict[str, Any] = {
     "method": "blockwise",
@@ -264,49 +268,98 @@ def _save_rewritten(
 
 
 def _quantize_tokens(x: str, tag: str) -> list[Any]:
-    """Nodes that quantise `x` to uint8 with one scale per token: `{tag}_xq`, `{tag}_s`.
+    """Nodes that quantise `x` to uint8 with one scale per token, as a matrix of tokens:
+    `{tag}_xq` [tokens, K] and `{tag}_s` [tokens, 1].
 
-    s = max|x| / 127 over each token's row; q = round(x / s) + 128 (zero point 128: ONNX
-    Runtime's fast int8 kernels take u8 activations and s8 weights; s8 x s8 ran 5x slower
-    here).
+    s = max|x| / 127 over each token's row; q = round(x / s) + 128 in one QuantizeLinear
+    along the token axis (zero point 128: ONNX Runtime's fast int8 kernels take u8
+    activations and s8 weights; s8 x s8 ran 5x slower here). Four element-wise operators
+    (Div, Round, Add, Cast) in an earlier form of the recipe cost 0.8 ms of a 6.2 ms text.
     """
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     return [
-        helper.make_node("Abs", [x], [f"{tag}_abs"], name=f"{tag}_abs"),
+        helper.make_node("Flatten", [x], [f"{tag}_x2"], name=f"{tag}_x2", axis=-1),
+        helper.make_node("Abs", [f"{tag}_x2"], [f"{tag}_abs"], name=f"{tag}_abs"),
         helper.make_node(
-            "ReduceMax", [f"{tag}_abs"], [f"{tag}_peak"], name=f"{tag}_peak", axes=[-1], keepdims=1
+            "ReduceMax", [f"{tag}_abs"], [f"{tag}_peak"], name=f"{tag}_peak", axes=[-1], keepdims=0
         ),
         helper.make_node("Max", [f"{tag}_peak", "q8_tiny"], [f"{tag}_peak1"], name=f"{tag}_peak1"),
-        helper.make_node("Div", [f"{tag}_peak1", "q8_127"], [f"{tag}_s"], name=f"{tag}_s"),
-        helper.make_node("Div", [x, f"{tag}_s"], [f"{tag}_xs"], name=f"{tag}_xs"),
-        helper.make_node("Round", [f"{tag}_xs"], [f"{tag}_xr"], name=f"{tag}_xr"),
-        helper.make_node("Add", [f"{tag}_xr", "q8_128"], [f"{tag}_xu"], name=f"{tag}_xu"),
+        helper.make_node("Div", [f"{tag}_peak1", "q8_127"], [f"{tag}_s1"], name=f"{tag}_s1"),
         helper.make_node(
-            "Cast", [f"{tag}_xu"], [f"{tag}_xq"], name=f"{tag}_xq", to=TensorProto.UINT8
+            "QuantizeLinear",
+            [f"{tag}_x2", f"{tag}_s1", "q8_token_zero"],
+            [f"{tag}_xq"],
+            name=f"{tag}_xq",
+            axis=0,
         ),
+        helper.make_node("Unsqueeze", [f"{tag}_s1", "q8_axis1"], [f"{tag}_s"], name=f"{tag}_s"),
     ]
 
 
 def _int8_matmul(node: Any, weight: str, group: str) -> list[Any]:
-    """MatMul(x, W) as MatMulInteger(x_q, W_q) * w_scale * s, x_q and s from `group`.
+    """MatMul(x, W) as MatMulIntegerToFloat(x_q, W_q, 1, w_scale) * s, reshaped back to the
+    node's [batch, tokens, N]; x_q and s from `group`.
 
-    The two scales are applied one after the other, the per-column one first: multiplied
-    by their product in one Mul, the graph matches ONNX Runtime's MatMulIntegerToFloat
-    fusion, which takes the [tokens, N] scale for a per-column one (probe cosine 0.74
-    instead of 0.9997, measured with ORT 1.32).
+    The per-column weight scale goes into ONNX Runtime's MatMulIntegerToFloat (which also
+    casts the int32 sums); the per-token scale follows in its own Mul, as the operator's
+    scales are per tensor or per column only. (Letting ONNX Runtime fuse MatMulInteger, Cast
+    and one Mul by the product of both scales gave a probe cosine of 0.74: the fusion took
+    the [tokens, N] scale for a per-column one, measured with ORT 1.32.)
     """
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     tag = f"{node.name or weight}_q8"
     return [
         helper.make_node(
-            "MatMulInteger", [f"{group}_xq", f"{weight}_q8", "q8_zero"], [f"{tag}_i"], name=tag
+            "MatMulIntegerToFloat",
+            [f"{group}_xq", f"{weight}_q8", "q8_one", f"{weight}_s", "q8_zero"],
+            [f"{tag}_f"],
+            name=tag,
+            domain="com.microsoft",
         ),
-        helper.make_node("Cast", [f"{tag}_i"], [f"{tag}_f"], name=f"{tag}_f", to=TensorProto.FLOAT),
-        helper.make_node("Mul", [f"{tag}_f", f"{weight}_s"], [f"{tag}_fw"], name=f"{tag}_fw"),
-        helper.make_node("Mul", [f"{tag}_fw", f"{group}_s"], list(node.output), name=f"{tag}_y"),
+        helper.make_node("Mul", [f"{tag}_f", f"{group}_s"], [f"{tag}_y2"], name=f"{tag}_y2"),
+        helper.make_node(
+            "Reshape", [f"{tag}_y2", f"q8_shape_{weight}"], list(node.output), name=f"{tag}_y"
+        ),
     ]
+
+
+def _per_token_prologue(columns: dict[str, int]) -> tuple[list[Any], list[Any]]:
+    """Nodes and constants the per-token graph shares: the tokens' zero points (128, one per
+    token of the batch) and each weight's output shape [batch, tokens, N]."""
+    from onnx import helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Shape", ["attention_mask"], ["q8_bs"], name="q8_bs"),
+        helper.make_node("ReduceProd", ["q8_bs"], ["q8_rows"], name="q8_rows", keepdims=1),
+        helper.make_node(
+            "ConstantOfShape",
+            ["q8_rows"],
+            ["q8_token_zero"],
+            name="q8_token_zero",
+            value=numpy_helper.from_array(np.array([128], np.uint8)),
+        ),
+    ]
+    added = [
+        numpy_helper.from_array(np.array(127.0, np.float32), "q8_127"),
+        numpy_helper.from_array(np.array(1e-12, np.float32), "q8_tiny"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "q8_one"),
+        numpy_helper.from_array(np.array(128, np.uint8), "q8_zero"),
+        numpy_helper.from_array(np.array([1], np.int64), "q8_axis1"),
+    ]
+    for weight, n in columns.items():
+        added.append(numpy_helper.from_array(np.array([n], np.int64), f"q8_n_{weight}"))
+        nodes.append(
+            helper.make_node(
+                "Concat",
+                ["q8_bs", f"q8_n_{weight}"],
+                [f"q8_shape_{weight}"],
+                name=f"q8_shape_{weight}",
+                axis=0,
+            )
+        )
+    return nodes, added
 
 
 def _activation_peaks(model: Any, inputs: list[str], texts: list[str], tokenizer: Any) -> Any:
@@ -347,7 +400,12 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
 
     if int(recipe.get("bits", 8)) != 8:
         raise OnnxExportError(f"per-token quantisation supports 8 bits, not {recipe.get('bits')}")
+    folder = src.parent.parent  # the model folder (tokenizer, config) of onnx/model.onnx
     model = onnx.load(str(src))
+    if recipe.get("attention") == "fused":
+        heads = int(_read_config(folder).get("num_attention_heads") or 0)
+        if heads > 0:
+            log.info("attention fused in %d layers", fuse_attention(model, heads))
     weights = {i.name: i for i in model.graph.initializer}
     # MatMuls with a weight, grouped by their input (Q, K and V share one).
     groups: dict[str, list[Any]] = {}
@@ -364,18 +422,13 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
     alpha = float(recipe.get("smooth_alpha", 0.0))
     peaks: dict[str, Any] = {}
     if alpha > 0:
-        tokenizer = Tokenizer.from_file(str(src.parent.parent / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.enable_truncation(512)
         texts = [f"query: {t}" for t in PROBES["query"]] + [
             f"passage: {t}" for t in PROBES["passage"]
         ]
         peaks = _activation_peaks(model, list(groups), texts, tokenizer)
-    added = [
-        numpy_helper.from_array(np.array(127.0, np.float32), "q8_127"),
-        numpy_helper.from_array(np.array(128.0, np.float32), "q8_128"),
-        numpy_helper.from_array(np.array(1e-12, np.float32), "q8_tiny"),
-        numpy_helper.from_array(np.array(128, np.uint8), "q8_zero"),
-    ]
+    added: list[Any] = []
     replaced: set[str] = set()
     head: dict[str, list[Any]] = {}  # nodes that quantise a group's input, before its first use
     body: dict[str, list[Any]] = {}  # the int8 MatMul that replaces each node, by node name
@@ -413,14 +466,29 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             added.append(numpy_helper.from_array(scales.astype(np.float32), f"{weight}_s"))
             replaced.add(weight)
             body[consumer.name] = _int8_matmul(consumer, weight, group)
-    out: list[Any] = []
+    columns = {c.input[1]: int(weights[c.input[1]].dims[1]) for cs in groups.values() for c in cs}
+    out, shared = _per_token_prologue(columns)
+    added += shared
     for node in model.graph.node:
         if node.name in body:
             out += head.get(node.name, [])
             out += body[node.name]
         else:
             out.append(node)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     _save_rewritten(model, out, weights, replaced, added, recipe, dst)
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """The model folder's config.json (the transformer's shape), or {}."""
+    import json
+
+    try:
+        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def quantize_int8(src: Path, dst: Path, recipe: dict[str, Any] | None = None) -> None:
