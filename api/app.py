@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -112,6 +113,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers run in AnyIO's thread pool, on this event loop's limiter.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         services = build_services(settings, embedder=embedder)
         app.state.services = services
         if not settings.base_url.strip():

@@ -164,6 +164,62 @@ def checks(results: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     return out
 
 
+def backend_checks(
+    ceiling: dict[str, Any] | None, per_backend: dict[str, dict[str, dict[str, Any] | None]]
+) -> list[dict[str, Any]]:
+    """Issue 19's targets for the int8 backend against torch, all from this run's figures."""
+    out: list[dict[str, Any]] = []
+    http = {b: (r or {}).get("http", {}) for b, r in (per_backend.get("http_load") or {}).items()}
+    int8, torch = http.get("onnx-int8", {}), http.get("torch", {})
+    library = (ceiling or {}).get("single_library_encode_ja", {}).get("p50_ms")
+    if "1-ja" in int8 and library:
+        ours = int8["1-ja"]["p50_ms"]
+        out.append(
+            {
+                "target": "int8: 1-client HTTP p50, Japanese post, <= 10 ms and <= 0.6x "
+                "SentenceTransformer.encode (fp32)",
+                "measured": f"{ours:.2f} ms; encode {library:.2f} ms = {ours / library:.2f}x",
+                "met": ours <= 10 and ours <= 0.6 * library,
+            }
+        )
+    if "32" in int8 and "32" in torch:
+        ours = int8["32"].get("steady_per_s", int8["32"]["throughput_per_s"])
+        base = torch["32"].get("steady_per_s", torch["32"]["throughput_per_s"])
+        out.append(
+            {
+                "target": "int8: 32-client throughput >= 2x torch's and >= 180 req/s",
+                "measured": f"{ours:.1f} vs {base:.1f} req/s = {ours / base:.2f}x",
+                "met": ours >= 2 * base and ours >= 180,
+            }
+        )
+        rss = [
+            (b, max(m.get("server_peak_rss_mb", 0) for m in h.values())) for b, h in http.items()
+        ]
+        peak = dict(rss)
+        out.append(
+            {
+                "target": "int8: server peak RSS below torch's",
+                "measured": f"{peak['onnx-int8']:.0f} vs {peak['torch']:.0f} MB",
+                "met": peak["onnx-int8"] < peak["torch"],
+            }
+        )
+    builds = per_backend.get("index_build") or {}
+    rates = {
+        b: {run["texts"]: run["texts_per_s"] for run in (r or {}).get("runs", [])}
+        for b, r in builds.items()
+    }
+    for size in sorted(set(rates.get("onnx-int8", {})) & set(rates.get("torch", {}))):
+        ours, base = rates["onnx-int8"][size], rates["torch"][size]
+        out.append(
+            {
+                "target": f"int8: index build of {size:,} texts >= 3x torch's texts/s",
+                "measured": f"{ours:.0f} vs {base:.0f} texts/s = {ours / base:.2f}x",
+                "met": ours >= 3 * base,
+            }
+        )
+    return out
+
+
 def backend_rows(
     ceiling: dict[str, Any] | None, per_backend: dict[str, dict[str, dict[str, Any] | None]]
 ) -> list[list[Any]]:
@@ -252,7 +308,7 @@ def main() -> None:
         else:
             results[name] = run(name, extra)
     after = machine()
-    table = checks(results)
+    table = checks(results) + backend_checks(results.get("ceiling"), per_backend)
     print(
         f"\n=== summary ({'quick' if args.quick else 'full'} run): {before['cpus']} CPUs, load "
         f"average {before['load_1min']} before, {after['load_1min']} after "

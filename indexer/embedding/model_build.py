@@ -34,7 +34,7 @@ __all__ = ["FORMAT_VERSION", "MARKER_NAME", "ModelBuildError", "build_e5_small",
 # Bump whenever the produced folder changes in a way old builds should not be reused.
 # 2: the ONNX exports (fp32, int8) and their checksums and probe vectors in the manifest.
 # 3: the int8 file is quantised per token with SmoothQuant (onnx_export.PER_TOKEN_RECIPE).
-# 4: the per-token int8 graph with fused attention, QuantizeLinear and MatMulIntegerToFloat.
+# 4: the per-token int8 graph with QuantizeLinear and MatMulIntegerToFloat (same vectors).
 FORMAT_VERSION = 4
 # Written last: its presence is what makes a folder count as a complete build.
 MARKER_NAME = "faqloop-build.json"

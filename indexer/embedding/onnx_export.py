@@ -31,7 +31,6 @@ from indexer.embedding.onnx_backend import (
     probe_cosines,
     sha256_file,
 )
-from indexer.embedding.onnx_fusion import fuse_attention
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,7 @@ OPSET = 17
 # depends on its own tokens only. Before that, SmoothQuant with alpha 0.5: each input
 # channel is divided by s = peak|x|^0.5 / peak|w|^0.5 (peaks of the fp32 model on the probe
 # texts) and the weight's row multiplied by it, which moves the LayerNorm outputs' outlier
-# channels into the weights. The token embedding table as int8 blocks of 32. With
-# "attention": "fused", each layer's attention is first one MultiHeadAttention node
-# (indexer/embedding/onnx_fusion.py): 4.3x fewer nodes, the same vectors to round-off.
+# channels into the weights. The token embedding table as int8 blocks of 32.
 # "blockwise": MatMulNBits with 8-bit weights in blocks of 32 and accuracy_level 4 (int8
 # activations per block of 32 of each token): closer to fp32 (probe cosine .9999 against
 # .9997), and slower in batches on 2 cores. "dynamic": ONNX Runtime's quantize_dynamic
@@ -57,7 +54,7 @@ PER_TOKEN_RECIPE: dict[str, Any] = {
     "smooth_alpha": 0.5,
     "embeddings": True,
     "block_size": 32,
-    "attention": "fused",
+    "kernels": "quantize-linear",
 }
 BLOCKWISE_RECIPE: dict[str, Any] = {
     "method": "blockwise",
@@ -402,10 +399,6 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
         raise OnnxExportError(f"per-token quantisation supports 8 bits, not {recipe.get('bits')}")
     folder = src.parent.parent  # the model folder (tokenizer, config) of onnx/model.onnx
     model = onnx.load(str(src))
-    if recipe.get("attention") == "fused":
-        heads = int(_read_config(folder).get("num_attention_heads") or 0)
-        if heads > 0:
-            log.info("attention fused in %d layers", fuse_attention(model, heads))
     weights = {i.name: i for i in model.graph.initializer}
     # MatMuls with a weight, grouped by their input (Q, K and V share one).
     groups: dict[str, list[Any]] = {}
@@ -478,17 +471,6 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     _save_rewritten(model, out, weights, replaced, added, recipe, dst)
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    """The model folder's config.json (the transformer's shape), or {}."""
-    import json
-
-    try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def quantize_int8(src: Path, dst: Path, recipe: dict[str, Any] | None = None) -> None:

@@ -307,43 +307,6 @@ def test_the_int8_recipe_rebuilds_the_shipped_file(model_path: Path, tmp_path: P
         np.testing.assert_allclose(vectors, shipped.encode_probes()[kind], atol=1e-5)
 
 
-def test_fused_attention_gives_the_exported_graphs_vectors(model_path: Path) -> None:
-    """fuse_attention finds every layer's attention in the fp32 export, replaces it by one
-    MultiHeadAttention node, and the graph's vectors stay the export's (padded batches too:
-    the key padding mask is honoured); a graph without that attention is left as it is."""
-    import onnx
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    from indexer.embedding.onnx_fusion import fuse_attention
-
-    model = onnx.load(str(model_path / ONNX_FILES[ONNX]))
-    before = len(model.graph.node)
-    heads = json.loads((model_path / "config.json").read_text())["num_attention_heads"]
-    layers = json.loads((model_path / "config.json").read_text())["num_hidden_layers"]
-    assert fuse_attention(model, heads) == layers
-    ops = [n.op_type for n in model.graph.node]
-    assert ops.count("MultiHeadAttention") == layers and "Softmax" not in ops
-    assert len(ops) < before / 3
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-    tokenizer.enable_padding(pad_id=1, pad_token="<pad>")
-    texts = ["query: " + p for p in POSTS[:6]] + ["passage: eSIMの設定方法", "passage: x"]
-    enc = tokenizer.encode_batch(texts)
-    feed = {
-        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-    }
-    assert feed["attention_mask"].min() == 0  # the batch is padded
-    fused = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    plain = ort.InferenceSession(
-        str(model_path / ONNX_FILES[ONNX]), providers=["CPUExecutionProvider"]
-    )
-    np.testing.assert_allclose(fused.run(None, feed)[0], plain.run(None, feed)[0], atol=2e-5)
-    # Nothing to fuse: the graph (already fused) is unchanged.
-    again = len(model.graph.node)
-    assert fuse_attention(model, heads) == 0 and len(model.graph.node) == again
-
-
 def test_vectors_beyond_the_tolerance_are_refused(model_path: Path, tmp_path: Path) -> None:
     """Checksums fine, but the torch vectors on record disagree: the probes catch it."""
     manifest = json.loads((model_path / MARKER_NAME).read_text())

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from limits.storage import MemoryStorage
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -420,6 +421,26 @@ def test_public_searches_beyond_the_replicas_slots_are_refused_at_once(
         assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
         with site_state_of(unlimited).search_gate.slot():
             assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+
+
+def test_request_threads_cap_the_handlers_running_at_once(
+    settings: Settings, embedder: CachedEmbedder, seeded: None
+) -> None:
+    """FAQLOOP_REQUEST_THREADS sizes the thread pool of the app's event loop (AnyIO's limiter,
+    read on the running loop), handlers still answer through it, and 0 is refused."""
+    import anyio.to_thread
+
+    def pool() -> tuple[float, int]:
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        return limiter.total_tokens, limiter.borrowed_tokens
+
+    app = create_app(settings.model_copy(update={"request_threads": 2}), embedder=embedder)
+    with TestClient(app) as web:
+        assert web.portal is not None
+        assert web.portal.call(pool) == (2, 0)
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+    with pytest.raises(ValidationError):
+        Settings(request_threads=0, _env_file=None)  # type: ignore[call-arg]
 
 
 def _views(factory: sessionmaker[Session]) -> int:
