@@ -222,13 +222,13 @@ def test_many_batches_run_at_once_on_single_threaded_sessions(
     embedder.batch_size = 4
     texts = [f"{p} ({n})" for n, p in enumerate(POSTS[:30])]
     calls: list[tuple[str, int, int]] = []
-    run = embedder._run
+    run = embedder._run_tokens
 
-    def spy(batch: list[str], threads: int) -> Any:
-        calls.append((threading.current_thread().name, threads, len(batch)))
-        return run(batch, threads)
+    def spy(rows: list[list[int]], threads: int) -> Any:
+        calls.append((threading.current_thread().name, threads, len(rows)))
+        return run(rows, threads)
 
-    monkeypatch.setattr(embedder, "_run", spy)
+    monkeypatch.setattr(embedder, "_run_tokens", spy)
     embedder.set_threads(2)
     parallel = embedder.encode_passages(texts)
     assert len(calls) == 8 and all(t == 1 for _, t, _ in calls)
@@ -242,6 +242,32 @@ def test_many_batches_run_at_once_on_single_threaded_sessions(
     # each row is its own text's vector, not another's
     single = embedder.encode_passages([texts[17]])
     np.testing.assert_allclose(parallel[17], single[0], atol=1e-5)
+
+
+def test_batches_are_cut_by_token_count(
+    onnx_int8: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts are batched by their number of tokens, not characters: Japanese and English of
+    the same length in characters differ several times in tokens, and a batch padded to its
+    longest text would waste most of its work. Each text's vector is its own either way."""
+    ja = ["料金プランの変更はマイページからいつでも申し込めます", "解約手数料はいくらですか"]
+    en = ["Where can I download last month's invoice as a PDF?", "How do I reset my password"]
+    texts = [t for pair in zip(ja * 3, en * 3, strict=True) for t in pair]
+    widths: list[list[int]] = []
+    run = onnx_int8._run_tokens
+
+    def spy(rows: list[list[int]], threads: int) -> Any:
+        widths.append([len(r) for r in rows])
+        return run(rows, threads)
+
+    monkeypatch.setattr(onnx_int8, "_run_tokens", spy)
+    monkeypatch.setattr(onnx_int8, "batch_size", 3)
+    onnx_int8.set_threads(1)
+    vectors = onnx_int8.encode_passages(texts)
+    flat = [w for batch in widths for w in batch]
+    assert flat == sorted(flat, reverse=True)  # by tokens, longest first
+    for text, vector in zip(texts, vectors, strict=True):
+        np.testing.assert_allclose(vector, onnx_int8.encode_passages([text])[0], atol=1e-5)
 
 
 def test_micro_batcher_runs_the_onnx_backend_in_lanes(onnx_fp32: OnnxEmbedder) -> None:
