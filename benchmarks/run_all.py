@@ -24,7 +24,11 @@ checks the targets and writes benchmarks/results/summary.json:
 With `--backends` (default: torch only), ceiling.py measures every backend's ceiling in
 one process, and http_load.py and index_build.py run once per backend
 (FAQLOOP_EMBED_BACKEND set for each; results <name>@<backend>.json); the targets are
-checked on the first backend's figures and a table per backend follows.
+checked on the first backend's figures and a table per backend follows. With onnx-int8 and
+torch both run, issue 19's targets are checked too: the int8 server's single-client p50 for
+Japanese posts (<= 10 ms and <= 0.6x SentenceTransformer.encode of a Japanese post), its
+32-client throughput (>= 2x torch's and >= 180 req/s), peak RSS below torch's, and index
+build texts/s (>= 3x torch's) at every size.
 
 Full run on the 2-CPU VM: roughly 30-60 minutes, most of it embedding 100k texts for the
 index-build figure and the 10,000-request load test. Quick run: about 10 minutes.
