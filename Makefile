@@ -57,6 +57,7 @@ chromium:
 # is configured (FAQLOOP_TEST_DATABASE_URL) or reachable on 127.0.0.1:5432. The two passes
 # run at once (each is mostly one busy core): the PostgreSQL pass writes to $(PG_LOG), shown
 # when it ends; either pass failing (pytest exit 5, no tests, included) fails the target.
+# The SQLite pass lists its 15 slowest tests, to keep the suite's time (CI) in view.
 PG_LOG := .pytest-postgres.log
 pytest: model chromium
 	@url="$${FAQLOOP_TEST_DATABASE_URL:-}"; \
@@ -67,7 +68,7 @@ pytest: model chromium
 		echo "== database tests on PostgreSQL run beside the SQLite pass (log: $(PG_LOG))"; \
 		FAQLOOP_TEST_DATABASE_URL="$$url" $(BIN)/pytest -m db -p no:cacheprovider > $(PG_LOG) 2>&1 & pg=$$!; \
 	else echo "== PostgreSQL not reachable: database tests run on SQLite only"; fi; \
-	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest; sqlite=$$?; \
+	env -u FAQLOOP_TEST_DATABASE_URL $(BIN)/pytest --durations=15; sqlite=$$?; \
 	postgres=0; \
 	if [ -n "$$pg" ]; then \
 		wait $$pg; postgres=$$?; \
