@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.embedding.encoders import Embedder
+from indexer.embedding.encoders import Embedder, backend_of
 from indexer.lexical.tokenizer import Tokenizer
 from indexer.retrieval.hybrid import FusionConfig, HybridIndex
 
@@ -37,6 +37,10 @@ class Manifest:
     checksums: dict[str, str]
     # Free-form description of how the texts were chosen (so a config change forces a rebuild).
     recipe: str
+    # The runtime that computed the vectors (torch, onnx, onnx-int8; "" in older manifests).
+    # Informational: the backends share an index (their vectors agree within the cosine
+    # checked at load, indexer/embedding/onnx_backend.py), so a different one is not refused.
+    backend: str = ""
 
 
 def _sha256(path: Path) -> str:
@@ -98,6 +102,7 @@ class IndexStore:
                 created_at=time.time(),
                 checksums=checksums,
                 recipe=recipe,
+                backend=backend_of(index.embedder),
             )
             (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
             for f in (*_FILES, MANIFEST):

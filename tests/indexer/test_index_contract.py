@@ -181,6 +181,30 @@ def test_upsert_replaces_texts(hybrid: HybridIndex) -> None:
     assert hybrid.doc_count == 5 and hybrid.entry_count == 4
 
 
+def test_manifest_records_the_backend_and_old_manifests_still_load(
+    hybrid: HybridIndex, tmp_path: Path
+) -> None:
+    """The manifest names the runtime that computed the vectors; a manifest written before
+    it did (no "backend") loads, and another backend of the same model is not refused."""
+    import json
+
+    class Int8(HashEmbedder):
+        backend = "onnx-int8"
+
+    hybrid.embedder = Int8()
+    store = IndexStore(tmp_path / "index")
+    store.save(hybrid, generation=1, last_change_id=0, recipe="r")
+    manifest_file = tmp_path / "index" / "gen-00000001" / "manifest.json"
+    assert json.loads(manifest_file.read_text())["backend"] == "onnx-int8"
+    _, manifest = store.load(HashEmbedder(), Tokenizer(), recipe="r")
+    assert manifest.backend == "onnx-int8"
+    old = json.loads(manifest_file.read_text())
+    del old["backend"]
+    manifest_file.write_text(json.dumps(old))
+    _, manifest = store.load(HashEmbedder(), Tokenizer(), recipe="r")
+    assert manifest.backend == ""
+
+
 def test_store_rejects_corrupt_or_foreign_index(hybrid: HybridIndex, tmp_path: Path) -> None:
     store = IndexStore(tmp_path / "index")
     store.save(hybrid, generation=3, last_change_id=1, recipe="r")
