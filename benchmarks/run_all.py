@@ -196,10 +196,7 @@ def backend_checks(
                 "met": ours >= 2 * base and ours >= 180,
             }
         )
-        rss = [
-            (b, max(m.get("server_peak_rss_mb", 0) for m in h.values())) for b, h in http.items()
-        ]
-        peak = dict(rss)
+        peak = {b: max(m.get("server_peak_rss_mb", 0) for m in h.values()) for b, h in http.items()}
         out.append(
             {
                 "target": "int8: server peak RSS below torch's",

@@ -294,7 +294,7 @@ def _quantize_tokens(x: str, tag: str) -> list[Any]:
     ]
 
 
-def _int8_matmul(node: Any, weight: str, group: str) -> list[Any]:
+def _int8_matmul(node: Any, weight: str, group: str, columns: int) -> list[Any]:
     """MatMul(x, W) as MatMulIntegerToFloat(x_q, W_q, 1, w_scale) * s, reshaped back to the
     node's [batch, tokens, N]; x_q and s from `group`.
 
@@ -317,14 +317,15 @@ def _int8_matmul(node: Any, weight: str, group: str) -> list[Any]:
         ),
         helper.make_node("Mul", [f"{tag}_f", f"{group}_s"], [f"{tag}_y2"], name=f"{tag}_y2"),
         helper.make_node(
-            "Reshape", [f"{tag}_y2", f"q8_shape_{weight}"], list(node.output), name=f"{tag}_y"
+            "Reshape", [f"{tag}_y2", f"q8_shape_{columns}"], list(node.output), name=f"{tag}_y"
         ),
     ]
 
 
-def _per_token_prologue(columns: dict[str, int]) -> tuple[list[Any], list[Any]]:
+def _per_token_prologue(columns: set[int]) -> tuple[list[Any], list[Any]]:
     """Nodes and constants the per-token graph shares: the tokens' zero points (128, one per
-    token of the batch) and each weight's output shape [batch, tokens, N]."""
+    token of the batch) and the output shape [batch, tokens, N] for each width N in
+    `columns` (two for this model: 384 and 1,536)."""
     from onnx import helper, numpy_helper
 
     nodes = [
@@ -345,15 +346,11 @@ def _per_token_prologue(columns: dict[str, int]) -> tuple[list[Any], list[Any]]:
         numpy_helper.from_array(np.array(128, np.uint8), "q8_zero"),
         numpy_helper.from_array(np.array([1], np.int64), "q8_axis1"),
     ]
-    for weight, n in columns.items():
-        added.append(numpy_helper.from_array(np.array([n], np.int64), f"q8_n_{weight}"))
+    for n in sorted(columns):
+        added.append(numpy_helper.from_array(np.array([n], np.int64), f"q8_n_{n}"))
         nodes.append(
             helper.make_node(
-                "Concat",
-                ["q8_bs", f"q8_n_{weight}"],
-                [f"q8_shape_{weight}"],
-                name=f"q8_shape_{weight}",
-                axis=0,
+                "Concat", ["q8_bs", f"q8_n_{n}"], [f"q8_shape_{n}"], name=f"q8_shape_{n}", axis=0
             )
         )
     return nodes, added
@@ -458,8 +455,8 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             added.append(numpy_helper.from_array(q, f"{weight}_q8"))
             added.append(numpy_helper.from_array(scales.astype(np.float32), f"{weight}_s"))
             replaced.add(weight)
-            body[consumer.name] = _int8_matmul(consumer, weight, group)
-    columns = {c.input[1]: int(weights[c.input[1]].dims[1]) for cs in groups.values() for c in cs}
+            body[consumer.name] = _int8_matmul(consumer, weight, group, q.shape[1])
+    columns = {int(weights[c.input[1]].dims[1]) for cs in groups.values() for c in cs}
     out, shared = _per_token_prologue(columns)
     added += shared
     for node in model.graph.node:
