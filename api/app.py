@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -137,6 +138,9 @@ def create_app(
             start_delivery_worker(settings, services.session_factory) if deliver_webhooks else None
         )
         app.state.webhook_worker = webhook_worker
+        # One GIL for the handlers, the loop and the model threads (FAQLOOP_GIL_SWITCH_MS).
+        switch_before = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_ms / 1000)
         try:
             yield
         finally:
@@ -146,6 +150,7 @@ def create_app(
             health_loop.stop()
             app.state.metrics.stop()
             services.close()
+            sys.setswitchinterval(switch_before)
 
     app = FastAPI(
         title="faqloop",

@@ -443,6 +443,24 @@ def test_request_threads_cap_the_handlers_running_at_once(
         Settings(request_threads=0, _env_file=None)  # type: ignore[call-arg]
 
 
+def test_gil_switch_interval_is_set_while_the_app_runs_and_restored_after(
+    settings: Settings, embedder: CachedEmbedder, seeded: None
+) -> None:
+    """FAQLOOP_GIL_SWITCH_MS sets Python's switch interval for the app's lifetime only;
+    values out of range are refused."""
+    import sys
+
+    before = sys.getswitchinterval()
+    app = create_app(settings.model_copy(update={"gil_switch_ms": 0.5}), embedder=embedder)
+    with TestClient(app) as web:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+    assert sys.getswitchinterval() == pytest.approx(before)
+    for bad in (0, 1000):
+        with pytest.raises(ValidationError):
+            Settings(gil_switch_ms=bad, _env_file=None)  # type: ignore[call-arg]
+
+
 def _views(factory: sessionmaker[Session]) -> int:
     with factory() as s:
         return int(s.scalar(select(func.coalesce(func.sum(PageView.count), 0))) or 0)
