@@ -34,6 +34,7 @@ import argparse
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,65 +192,23 @@ def main() -> None:
         "single_encode_only": latency_summary(encode_only, sum(encode_only) / 1000),
         "single_library_encode": latency_summary(library, sum(library) / 1000),
         "single_eager": latency_summary(eager, sum(eager) / 1000),
-        "batched": {},
     }
-    for size in args.batch_sizes:
-        batches = [posts[i : i + size] for i in range(0, len(posts) - size + 1, size)]
-        encode(batches[0])  # warm-up at this shape
-        per_batch: list[float] = []
-        wall = time.perf_counter()
-        for batch in batches:
-            t0 = time.perf_counter()
-            index.search(encode(batch), 10)
-            per_batch.append((time.perf_counter() - t0) * 1000)
-        elapsed = time.perf_counter() - wall
-        summary = latency_summary(per_batch, elapsed)
-        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
-        results["batched"][str(size)] = summary
+    results["batched"] = _batched(encode, index, posts, args.batch_sizes)
     threads = torch.get_num_threads()
-    lanes = threads
-    results["lanes"] = lanes
-    results["batched_lanes"] = {}
-    if lanes > 1:
-        tokenizer_lock = threading.Lock()  # the fast tokenizer is not safe across threads
+    tokenizer_lock = threading.Lock()  # the fast tokenizer is not safe across threads
 
-        def lane_encode(batch: list[str]) -> Any:
-            with tokenizer_lock:
-                features = model.preprocess(batch, prompt=query_prompt)
-            with torch.inference_mode():
-                return traced(*(features[k] for k in inputs)).numpy()
+    def lane_encode(batch: list[str]) -> Any:
+        with tokenizer_lock:
+            features = model.preprocess(batch, prompt=query_prompt)
+        with torch.inference_mode():
+            return traced(*(features[k] for k in inputs)).numpy()
 
-        def lane(mine: list[list[str]], per_batch: list[float], record: threading.Lock) -> None:
-            torch.set_num_threads(max(1, threads // lanes))  # this thread's calls only
-            lane_encode(mine[0])  # warm-up at this shape, in this thread
-            for batch in mine:
-                t0 = time.perf_counter()
-                index.search(lane_encode(batch), 10)
-                with record:
-                    per_batch.append((time.perf_counter() - t0) * 1000)
-
-        for size in args.batch_sizes:
-            # At least four batches per lane, so the lanes finish close together.
-            count = max(len(posts) // size, 4 * lanes) // lanes * lanes
-            batches = [
-                [posts[(n * size + i) % len(posts)] for i in range(size)] for n in range(count)
-            ]
-            per_batch: list[float] = []
-            record = threading.Lock()
-            workers = [
-                threading.Thread(target=lane, args=(batches[n::lanes], per_batch, record))
-                for n in range(lanes)
-            ]
-            wall = time.perf_counter()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            elapsed = time.perf_counter() - wall
-            summary = latency_summary(per_batch, elapsed)
-            summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
-            results["batched_lanes"][str(size)] = summary
-        torch.set_num_threads(threads)
+    results["lanes"] = threads
+    # torch.set_num_threads applies to the calling thread's calls only.
+    results["batched_lanes"] = _in_lanes(
+        lane_encode, torch.set_num_threads, index, posts, args.batch_sizes, threads
+    )
+    torch.set_num_threads(threads)
 
     results["cpu_ms_per_post"] = {"torch": _cpu_ms(lambda b: encode(b), posts, threads)}
     results["backends"] = {}
@@ -350,6 +309,73 @@ def main() -> None:
     print(f"written to {write_result('ceiling', body, args.json)}")
 
 
+def _batched(
+    encode: Callable[[list[str]], Any], index: Any, posts: list[str], sizes: list[int]
+) -> dict[str, Any]:
+    """Batches of each size, one after the other on the calling thread: encode + search."""
+    out: dict[str, Any] = {}
+    for size in sizes:
+        batches = [posts[i : i + size] for i in range(0, len(posts) - size + 1, size)]
+        encode(batches[0])  # warm-up at this shape
+        per_batch: list[float] = []
+        wall = time.perf_counter()
+        for batch in batches:
+            t0 = time.perf_counter()
+            index.search(encode(batch), 10)
+            per_batch.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - wall
+        summary = latency_summary(per_batch, elapsed)
+        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
+        out[str(size)] = summary
+    return out
+
+
+def _in_lanes(
+    encode: Callable[[list[str]], Any],
+    set_threads: Callable[[int], None],
+    index: Any,
+    posts: list[str],
+    sizes: list[int],
+    threads: int,
+) -> dict[str, Any]:
+    """Batches of each size from `threads` lanes (threads) at once, each lane's calls with
+    threads // lanes intra-op threads (`set_threads`, per calling thread); empty on 1 core."""
+    lanes = threads
+    out: dict[str, Any] = {}
+    if lanes < 2:
+        return out
+
+    def lane(mine: list[list[str]], per_batch: list[float], record: threading.Lock) -> None:
+        set_threads(max(1, threads // lanes))
+        encode(mine[0])  # warm-up at this shape, in this thread
+        for batch in mine:
+            t0 = time.perf_counter()
+            index.search(encode(batch), 10)
+            with record:
+                per_batch.append((time.perf_counter() - t0) * 1000)
+
+    for size in sizes:
+        # At least four batches per lane, so the lanes finish close together.
+        count = max(len(posts) // size, 4 * lanes) // lanes * lanes
+        batches = [[posts[(n * size + i) % len(posts)] for i in range(size)] for n in range(count)]
+        per_batch: list[float] = []
+        record = threading.Lock()
+        workers = [
+            threading.Thread(target=lane, args=(batches[n::lanes], per_batch, record))
+            for n in range(lanes)
+        ]
+        wall = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - wall
+        summary = latency_summary(per_batch, elapsed)
+        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
+        out[str(size)] = summary
+    return out
+
+
 def _cols(summary: dict[str, Any], rate: str = "throughput_per_s") -> list[Any]:
     return [summary["p50_ms"], summary["p95_ms"], summary["p99_ms"], summary[rate]]
 
@@ -406,53 +432,12 @@ def onnx_ceiling(
         index.search(model.encode_queries([post]), 10)
         single.append((time.perf_counter() - t0) * 1000)
     out["single"] = latency_summary(single, time.perf_counter() - wall)
-    out["batched"] = {}
-    for size in batch_sizes:
-        batches = [posts[i : i + size] for i in range(0, len(posts) - size + 1, size)]
-        per_batch: list[float] = []
-        wall = time.perf_counter()
-        for batch in batches:
-            t0 = time.perf_counter()
-            index.search(model.encode_queries(batch), 10)
-            per_batch.append((time.perf_counter() - t0) * 1000)
-        elapsed = time.perf_counter() - wall
-        summary = latency_summary(per_batch, elapsed)
-        summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
-        out["batched"][str(size)] = summary
-    lanes = threads
-    out["lanes"] = lanes
-    out["batched_lanes"] = {}
-    if lanes > 1:
-
-        def lane(mine: list[list[str]], per_batch: list[float], record: threading.Lock) -> None:
-            model.set_threads(max(1, threads // lanes))  # this thread's calls only
-            model.encode_queries(mine[0])
-            for batch in mine:
-                t0 = time.perf_counter()
-                index.search(model.encode_queries(batch), 10)
-                with record:
-                    per_batch.append((time.perf_counter() - t0) * 1000)
-
-        for size in batch_sizes:
-            count = max(len(posts) // size, 4 * lanes) // lanes * lanes
-            batches = [
-                [posts[(n * size + i) % len(posts)] for i in range(size)] for n in range(count)
-            ]
-            per_batch = []
-            record = threading.Lock()
-            workers = [
-                threading.Thread(target=lane, args=(batches[n::lanes], per_batch, record))
-                for n in range(lanes)
-            ]
-            wall = time.perf_counter()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            elapsed = time.perf_counter() - wall
-            summary = latency_summary(per_batch, elapsed)
-            summary["posts_per_s"] = round(len(batches) * size / elapsed, 2)
-            out["batched_lanes"][str(size)] = summary
+    out["batched"] = _batched(model.encode_queries, index, posts, batch_sizes)
+    out["lanes"] = threads
+    # set_threads applies to the calling thread's calls only.
+    out["batched_lanes"] = _in_lanes(
+        model.encode_queries, model.set_threads, index, posts, batch_sizes, threads
+    )
     model.set_threads(1)
     out["cpu_ms"] = _cpu_ms(model.encode_queries, posts, threads)
     out["peak_rss_mb_after"] = round(peak_rss_mb(), 1)
