@@ -39,6 +39,7 @@ from kb.models import (
     utcnow,
 )
 from kb.site import stats
+from tests.support.serve import serve_env
 from tests.support.traffic import (
     add_abstained,
     add_failed_searches,
@@ -592,15 +593,14 @@ def test_health_numbers_agree_with_the_site_statistics(
 
 
 def test_faqloop_health_cli(settings: Settings, built: list[int], tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "FAQLOOP_DATABASE_URL": settings.db_url,
-        "FAQLOOP_DATA_DIR": str(settings.data_dir),
-        "FAQLOOP_EMBEDDING_MODEL": settings.embedding_model,
-        "FAQLOOP_MODELS_DIR": str(settings.models_dir),
-        "FAQLOOP_HEALTH_MIN_VIEWS": str(POLICY.min_views),
-        "FAQLOOP_HEALTH_MIN_VOTES": str(POLICY.min_votes),
-    }
+    env = serve_env(
+        settings.data_dir,
+        settings.db_url,
+        settings.models_dir,
+        FAQLOOP_EMBEDDING_MODEL=settings.embedding_model,
+        FAQLOOP_HEALTH_MIN_VIEWS=str(POLICY.min_views),
+        FAQLOOP_HEALTH_MIN_VOTES=str(POLICY.min_votes),
+    )
     out = f"{tmp_path}/health.json"
     done = subprocess.run(
         [sys.executable, "-m", "api.cli.main", "health", "--no-gaps", "--json", out],

@@ -4,7 +4,6 @@ bad rows named by line (exit 2) while good rows land."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -21,7 +20,7 @@ from kb.health import flags, scores
 from kb.health.feedback_import import import_feedback, read_feedback
 from kb.health.scores import HealthPolicy
 from kb.models import DailyFeedback, FaqEntry, FlagKind
-from tests.support.paths import TEST_MODEL
+from tests.support.serve import serve_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 20)
@@ -197,13 +196,7 @@ def test_cli_exit_codes_and_messages(
     articles: dict[str, int],
     session_factory: sessionmaker[Session],
 ) -> None:
-    env = {
-        **os.environ,
-        "FAQLOOP_DATABASE_URL": db_url,
-        "FAQLOOP_DATA_DIR": str(tmp_path / "data"),
-        "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-        "FAQLOOP_MODELS_DIR": str(models_dir),
-    }
+    env = serve_env(tmp_path / "data", db_url, models_dir)
     good = tmp_path / "good.csv"
     good.write_text("slug,date,views,helpful,not_helpful\nreset-password,2026-11-01,10,2,1\n")
     r = _cli(env, "import-feedback", str(good))

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,9 +35,7 @@ from kb.db import alembic_config, make_engine, make_session_factory, migrate, se
 from kb.models import EntryStatus, FaqEntry, Flag, FlagKind, FlagStatus
 from kb.ops.backup import count_rows, restore_database
 from tests.support.paths import CONTENT_DIR, PG_URL, TEST_MODEL
-
-FAQLOOP = [sys.executable, "-m", "api.cli.main"]
-
+from tests.support.serve import FAQLOOP, serve_env
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -75,18 +71,9 @@ def new_database(tmp_path: Path) -> Iterator[Callable[[], str]]:
 
 
 def _env(url: str, data_dir: Path, models_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FAQLOOP_DATA_DIR": str(data_dir),
-        "FAQLOOP_DATABASE_URL": url,
-        "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-        "FAQLOOP_MODELS_DIR": str(models_dir),
-        "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
-        # The runtime of the in-process `embedder` fixture: the restored index is compared
-        # with answers of that embedder, to the fourth decimal.
-        "FAQLOOP_EMBED_BACKEND": "torch",
-        "HF_HUB_OFFLINE": "1",
-    }
+    # The runtime of the in-process `embedder` fixture: the restored index is compared with
+    # answers of that embedder, to the fourth decimal.
+    return serve_env(data_dir, url, models_dir, FAQLOOP_EMBED_BACKEND="torch")
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,18 +9,13 @@ completes without duplicates. These tests run real processes and take a few minu
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,11 +47,11 @@ from kb.models import (
     Vote,
 )
 from kb.site.visitors import visitor_hash
-from tests.support.paths import CONTENT_DIR, TEST_MODEL
+from tests.support.paths import CONTENT_DIR
+from tests.support.serve import FAQLOOP, kill, serve_env, serving, start
 
 pytestmark = pytest.mark.slow
 
-FAQLOOP = [sys.executable, "-m", "api.cli.main"]
 VISITOR_SECRET = "crash-test-visitor-secret-0123456789"
 # Visitors are browsers (HTTP libraries count as robots, whose views are not counted).
 BROWSER = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Safari/604.1"}
@@ -65,71 +60,25 @@ BROWSER = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X)
 # ------------------------------------------------------------------------------ helpers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def env(tmp_path: Path, db_url: str, models_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FAQLOOP_DATA_DIR": str(tmp_path / "data"),
-        "FAQLOOP_DATABASE_URL": db_url,
-        "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-        "FAQLOOP_MODELS_DIR": str(models_dir),
-        "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
-        "FAQLOOP_VISITOR_SECRET": VISITOR_SECRET,
-        "FAQLOOP_VOTE_RATE_LIMIT": "1000",
-        "FAQLOOP_VOTE_RATE_LIMIT_IP": "1000000",
-        "FAQLOOP_VIEW_COUNT_LIMIT_IP": "0",  # every client is 127.0.0.1
-        "FAQLOOP_SEARCH_RATE_LIMIT": "0",
-        "FAQLOOP_SYNC_INTERVAL": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
+    return serve_env(
+        tmp_path / "data",
+        db_url,
+        models_dir,
+        FAQLOOP_VISITOR_SECRET=VISITOR_SECRET,
+        FAQLOOP_VOTE_RATE_LIMIT="1000",
+        FAQLOOP_VOTE_RATE_LIMIT_IP="1000000",
+        FAQLOOP_VIEW_COUNT_LIMIT_IP="0",  # every client is 127.0.0.1
+        FAQLOOP_SEARCH_RATE_LIMIT="0",
+        FAQLOOP_SYNC_INTERVAL="1",
+    )
 
 
 def _run(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*FAQLOOP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def _start(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as fh:
-        return subprocess.Popen([*FAQLOOP, *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-
-
-@contextlib.contextmanager
-def _serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`faqloop serve` on a free port, yielded once /healthz says ready."""
-    port = _free_port()
-    proc = _start({**env, "FAQLOOP_PORT": str(port)}, "serve", log=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.25)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
 
 
 def _sqlite_ok(db_url: str) -> None:
@@ -289,13 +238,13 @@ def test_import_killed_midway_keeps_whole_threads_and_reruns_without_duplicates(
     n = 120
     expected = _thread_file(threads_file, n)
     log = tmp_path / "import.log"
-    proc = _start(env, "import-threads", str(threads_file), "--batch-size", "20", log=log)
+    proc = start(env, "import-threads", str(threads_file), "--batch-size", "20", log=log)
     deadline = time.monotonic() + 600
     while _count(session_factory, Thread) == 0:
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    _kill(proc)  # SIGKILL right after the first batch committed
+    kill(proc)  # SIGKILL right after the first batch committed
     killed_at = _threads_whole(session_factory, expected)
     assert 0 < killed_at < n, f"the import was not interrupted ({killed_at} of {n})"
     _no_half_written_entries(session_factory)
@@ -314,7 +263,7 @@ def test_import_killed_midway_keeps_whole_threads_and_reruns_without_duplicates(
     _no_half_written_entries(session_factory)
     _sqlite_ok(db_url)
     assert _index_is_one_complete_generation(tmp_path / "data", embedder)[0] >= generation
-    with _serving(env, tmp_path / "serve.log") as (base, _):
+    with serving(env, tmp_path / "serve.log") as (base, _):
         _ready_and_consistent(base, session_factory)
     print(f"\nimport killed after {killed_at} of {n} threads; the re-run completed all {n}")
 
@@ -349,7 +298,7 @@ def test_reindex_killed_midway_leaves_one_complete_generation(
     # 2: killed at a random moment while it loads the model and embeds.
     for attempt, mode in enumerate(("writing", "random")):
         log = tmp_path / f"reindex-{attempt}.log"
-        proc = _start(env, "reindex", log=log)
+        proc = start(env, "reindex", log=log)
         started = time.monotonic()
         delay = random.Random(attempt).uniform(1.0, 6.0)
         seen_tmp = False
@@ -364,7 +313,7 @@ def test_reindex_killed_midway_leaves_one_complete_generation(
                     break
                 time.sleep(0.01)
         finished = proc.poll() is not None
-        _kill(proc)
+        kill(proc)
         generation, entries = _index_is_one_complete_generation(data_dir, embedder)
         assert (generation, entries) == (old_generation, old_entries) or (
             generation > old_generation and entries == old_entries + 1
@@ -376,7 +325,7 @@ def test_reindex_killed_midway_leaves_one_complete_generation(
     assert "killed mid-write" in outcomes[0], outcomes
     _no_half_written_entries(session_factory)
     _sqlite_ok(db_url)
-    with _serving(env, tmp_path / "serve.log") as (base, _):
+    with serving(env, tmp_path / "serve.log") as (base, _):
         info = _ready_and_consistent(base, session_factory)
         assert info["entries"] == old_entries + 1
     r = _run(env, "reindex", "--if-needed")
@@ -401,7 +350,7 @@ def test_server_killed_during_a_vote_burst_keeps_every_acknowledged_vote(
     acknowledged_views: set[str] = set()
     attempted = 0
     lock = threading.Lock()
-    with _serving(env, tmp_path / "serve-1.log") as (base, proc):
+    with serving(env, tmp_path / "serve-1.log") as (base, proc):
         # Each visitor first loads the article (cookie + CSRF token), as browsers do.
         sessions = []
         with httpx.Client(base_url=base, timeout=30, headers=BROWSER) as c:
@@ -470,7 +419,7 @@ def test_server_killed_during_a_vote_burst_keeps_every_acknowledged_vote(
     for cookie in acknowledged_views:
         assert visitor_hash(VISITOR_SECRET, cookie) in seen
 
-    with _serving(env, tmp_path / "serve-2.log") as (base, _):
+    with serving(env, tmp_path / "serve-2.log") as (base, _):
         _ready_and_consistent(base, session_factory)
         with httpx.Client(base_url=base, timeout=30, headers=BROWSER) as c:
             article = c.get(f"/v1/public/faqs/{slug}").json()

@@ -28,7 +28,8 @@ from kb.faqs.entries import load_articles
 from kb.models import EntryStatus, FaqEntry, QuestionPhrasing
 from kb.ops.backup import data_tables
 from kb.ops.export import export_content
-from tests.support.paths import CONTENT_DIR, PG_URL, TEST_MODEL
+from tests.support.paths import CONTENT_DIR, PG_URL
+from tests.support.serve import serve_env
 
 Entry = tuple[str | None, str, str, str, str | None, str, str, tuple[str, ...]]
 
@@ -265,14 +266,7 @@ def test_api_written_entries_round_trip_and_adopt_a_content_key(
 
 
 def test_export_content_cli(seeded: None, db_url: str, models_dir: Path, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "FAQLOOP_DATA_DIR": str(tmp_path / "data"),
-        "FAQLOOP_DATABASE_URL": db_url,
-        "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-        "FAQLOOP_MODELS_DIR": str(models_dir),
-        "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
-    }
+    env = serve_env(tmp_path / "data", db_url, models_dir)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

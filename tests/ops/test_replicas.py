@@ -11,11 +11,8 @@ Runs in `make test`'s PostgreSQL pass (FAQLOOP_TEST_DATABASE_URL set); skipped o
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -34,7 +31,8 @@ from indexer.lexical.tokenizer import default_tokenizer
 from kb.db import session_scope
 from kb.indexing import IndexManager
 from kb.models import FaqEntry, Thread
-from tests.support.paths import PG_URL, ROOT, TEST_MODEL
+from tests.support.paths import PG_URL
+from tests.support.serve import free_port, serve_env, start, stop
 
 pytestmark = [
     pytest.mark.postgres,
@@ -54,12 +52,6 @@ REPORT_MARGIN = 5.0
 GIVE_UP_AFTER = 120.0
 CLIENTS = 8
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -118,33 +110,22 @@ def replicas(
             shutil.copytree(tmp_path / "built", tmp_path / f"data-{name}" / "index")
             port = free_port()
             log = tmp_path / f"replica-{name}.log"
-            env = {
-                **os.environ,
-                "FAQLOOP_DATABASE_URL": db_url,
-                "FAQLOOP_DATA_DIR": str(tmp_path / f"data-{name}"),
-                "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-                "FAQLOOP_MODELS_DIR": str(models_dir),
-                "FAQLOOP_SYNC_INTERVAL": str(SYNC_INTERVAL),
+            env = serve_env(
+                tmp_path / f"data-{name}",
+                db_url,
+                models_dir,
+                FAQLOOP_SYNC_INTERVAL=str(SYNC_INTERVAL),
                 # Two model processes on a small machine: one torch thread each.
-                "FAQLOOP_TORCH_THREADS": "1",
+                FAQLOOP_TORCH_THREADS="1",
                 # Every test client comes from 127.0.0.1: lift the per-address vote limit.
-                "FAQLOOP_VOTE_RATE_LIMIT_IP": "100000",
-                "FAQLOOP_VOTE_RATE_LIMIT": "1000",
+                FAQLOOP_VOTE_RATE_LIMIT_IP="100000",
+                FAQLOOP_VOTE_RATE_LIMIT="1000",
                 # Every client comes from 127.0.0.1: no per-address view or search budget.
-                "FAQLOOP_VIEW_COUNT_LIMIT_IP": "0",
-                "FAQLOOP_SEARCH_RATE_LIMIT": "0",
-                "FAQLOOP_LOG_LEVEL": "WARNING",
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-            }
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port)],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
+                FAQLOOP_VIEW_COUNT_LIMIT_IP="0",
+                FAQLOOP_SEARCH_RATE_LIMIT="0",
+                FAQLOOP_LOG_LEVEL="WARNING",
+            )
+            process = start(env, "serve", "--port", str(port), log=log)
             started.append(Replica(name, f"http://127.0.0.1:{port}", process, log))
         for replica in started:
             replica.wait_ready()
@@ -155,13 +136,9 @@ def replicas(
         yield started[0], started[1]
     finally:
         for replica in started:
-            replica.process.terminate()
+            replica.process.terminate()  # both shut down at once
         for replica in started:
-            try:
-                replica.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait(timeout=30)
+            stop(replica.process)
 
 
 def top_candidate(replica: Replica, headers: dict[str, str], text: str) -> int | None:

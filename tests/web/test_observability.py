@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,7 +18,7 @@ from api.settings import Settings
 from api.web.observability import JsonFormatter, RequestIdFilter, redact
 from indexer.embedding.encoders import CachedEmbedder
 from indexer.embedding.telemetry import observe_batch_size
-from tests.support.paths import CONTENT_DIR, TEST_MODEL
+from tests.support.serve import serve_env, serving
 
 POST_TEXT = "電話番号は090-1234-5678です。eSIMが開通しない 😭"
 SEARCH_TEXT = "hanako@example.com 解約したい"
@@ -246,47 +239,13 @@ def test_unexpected_errors_are_json_with_the_request_id_and_a_logged_traceback(
     assert "RuntimeError: boom" in str(crash_log["exc"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_faqloop_serve_writes_json_lines_without_secrets(
     tmp_path: Path, db_url: str, models_dir: Path, seeded: None, agent_headers: dict[str, str]
 ) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FAQLOOP_DATA_DIR": str(tmp_path / "data"),
-        "FAQLOOP_DATABASE_URL": db_url,
-        "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-        "FAQLOOP_MODELS_DIR": str(models_dir),
-        "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
-        "FAQLOOP_PORT": str(port),
-        "FAQLOOP_LOG_FORMAT": "json",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = serve_env(tmp_path / "data", db_url, models_dir, FAQLOOP_LOG_FORMAT="json")
     log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli.main", "serve"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            with contextlib.suppress(httpx.HTTPError):
-                ready = httpx.get(f"{base}/healthz", timeout=5).status_code == 200
-            if not ready:
-                assert proc.poll() is None, log_path.read_text()
-                time.sleep(0.5)
-        assert ready, log_path.read_text()
+    with serving(env, log_path) as (base, _):
         key = agent_headers["Authorization"].removeprefix("Bearer ")
         r = httpx.post(
             f"{base}/v1/suggest",
@@ -296,9 +255,6 @@ def test_faqloop_serve_writes_json_lines_without_secrets(
         )
         assert r.status_code == 200 and r.headers["x-request-id"] == "serve-req-1"
         httpx.get(f"{base}/search", params={"q": SEARCH_TEXT}, timeout=60)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     parsed = [json.loads(line) for line in lines]  # every line is one JSON object
     access = [p for p in parsed if p["logger"] == "faqloop.access"]

@@ -29,7 +29,7 @@ from indexer.embedding.encoders import CachedEmbedder
 from kb.auth import keys
 from kb.db import session_scope
 from kb.models import ApiKey, Base, PageView, Thread, VisitorSeen, Vote
-from tests.support.paths import CONTENT_DIR, TEST_MODEL
+from tests.support.serve import serve_env
 
 
 def _all_text(session: Session) -> str:
@@ -144,14 +144,7 @@ def test_revoking_a_key_takes_effect_on_every_replica_at_once(
         for replica in (one, two):
             for _ in range(3):  # warm anything a replica might remember
                 assert replica.get("/v1/faqs", headers=headers).status_code == 200
-        env = {
-            **os.environ,
-            "FAQLOOP_DATA_DIR": str(tmp_path / "cli"),
-            "FAQLOOP_DATABASE_URL": db_url,
-            "FAQLOOP_EMBEDDING_MODEL": TEST_MODEL,
-            "FAQLOOP_MODELS_DIR": str(models_dir),
-            "FAQLOOP_CONTENT_DIR": str(CONTENT_DIR),
-        }
+        env = serve_env(tmp_path / "cli", db_url, models_dir)
         r = subprocess.run(
             [sys.executable, "-m", "api.cli.main", "keys", "revoke", str(key_id)],
             env=env,
