@@ -5,9 +5,6 @@ carry the numbers over, and the API and CLI around them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,6 +36,7 @@ from kb.models import (
     utcnow,
 )
 from kb.site import stats
+from tests.support.serve import run as run_cli
 from tests.support.serve import serve_env
 from tests.support.traffic import (
     add_abstained,
@@ -51,7 +49,6 @@ from tests.support.traffic import (
 )
 
 POLICY = HealthPolicy(min_views=50, min_votes=10, min_suggestions=10, stale_days=90)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TOPICS = [
     ("How do I change my billing address?", "Go to **My Sorami > Billing > Address**."),
@@ -602,14 +599,7 @@ def test_faqloop_health_cli(settings: Settings, built: list[int], tmp_path: Path
         FAQLOOP_HEALTH_MIN_VOTES=str(POLICY.min_votes),
     )
     out = f"{tmp_path}/health.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli.main", "health", "--no-gaps", "--json", out],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
+    done = run_cli(env, "health", "--no-gaps", "--json", out)
     assert done.returncode == 0, done.stderr
     assert "created: low_helpfulness 1" in done.stdout
     assert "not checked: content_gap" in done.stdout

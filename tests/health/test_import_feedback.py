@@ -4,8 +4,6 @@ bad rows named by line (exit 2) while good rows land."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from kb.health import flags, scores
 from kb.health.feedback_import import import_feedback, read_feedback
 from kb.health.scores import HealthPolicy
 from kb.models import DailyFeedback, FaqEntry, FlagKind
+from tests.support.serve import run as run_cli
 from tests.support.serve import serve_env
 
-ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 20)
 
 
@@ -177,18 +175,6 @@ def test_a_merged_slug_lands_on_the_surviving_article(
         assert list(_rows(s)) == [("reset-password", date(2026, 11, 3))]
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-    )
-
-
 def test_cli_exit_codes_and_messages(
     db_url: str,
     tmp_path: Path,
@@ -199,10 +185,10 @@ def test_cli_exit_codes_and_messages(
     env = serve_env(tmp_path / "data", db_url, models_dir)
     good = tmp_path / "good.csv"
     good.write_text("slug,date,views,helpful,not_helpful\nreset-password,2026-11-01,10,2,1\n")
-    r = _cli(env, "import-feedback", str(good))
+    r = run_cli(env, "import-feedback", str(good))
     assert r.returncode == 0, r.stderr
     assert "1 days imported (1 new, 0 replaced, 0 unchanged); 0 rows rejected" in r.stdout
-    r = _cli(env, "import-feedback", str(good))
+    r = run_cli(env, "import-feedback", str(good))
     assert r.returncode == 0 and "0 new, 0 replaced, 1 unchanged" in r.stdout
     mixed = tmp_path / "mixed.csv"
     mixed.write_text(
@@ -212,7 +198,7 @@ def test_cli_exit_codes_and_messages(
         "apn-settings,2026-11-02,10,20,1\n"
     )
     report = tmp_path / "report.json"
-    r = _cli(env, "import-feedback", str(mixed), "--report", str(report))
+    r = run_cli(env, "import-feedback", str(mixed), "--report", str(report))
     assert r.returncode == 2
     assert "line 3: no FAQ has the slug 'nothing-here'" in r.stderr
     assert "line 4: helpful + not_helpful (21) is more than views (10)" in r.stderr
@@ -223,9 +209,9 @@ def test_cli_exit_codes_and_messages(
         assert ("apn-settings", date(2026, 11, 1)) in _rows(s)
     bad_header = tmp_path / "bad.csv"
     bad_header.write_text("article_id,when,count\n1,2026-11-01,3\n")
-    r = _cli(env, "import-feedback", str(bad_header))
+    r = run_cli(env, "import-feedback", str(bad_header))
     assert r.returncode == 2 and "no slug, date, views column" in r.stderr
-    r = _cli(env, "import-feedback", str(tmp_path / "missing.csv"))
+    r = run_cli(env, "import-feedback", str(tmp_path / "missing.csv"))
     assert r.returncode == 2 and "no such file" in r.stderr
-    r = _cli(env, "import-feedback", str(good), "--format", "xml")
+    r = run_cli(env, "import-feedback", str(good), "--format", "xml")
     assert r.returncode == 2 and "--format" in r.stderr

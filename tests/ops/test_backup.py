@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +34,8 @@ from kb.db import alembic_config, make_engine, make_session_factory, migrate, se
 from kb.models import EntryStatus, FaqEntry, Flag, FlagKind, FlagStatus
 from kb.ops.backup import count_rows, restore_database
 from tests.support.paths import CONTENT_DIR, PG_URL, TEST_MODEL
-from tests.support.serve import FAQLOOP, serve_env
+from tests.support.serve import run as run_cli
+from tests.support.serve import serve_env
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -74,12 +74,6 @@ def _env(url: str, data_dir: Path, models_dir: Path) -> dict[str, str]:
     # The runtime of the in-process `embedder` fixture: the restored index is compared with
     # answers of that embedder, to the fourth decimal.
     return serve_env(data_dir, url, models_dir, FAQLOOP_EMBED_BACKEND="torch")
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FAQLOOP, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 def _plain(value: Any) -> Any:
@@ -251,7 +245,7 @@ def test_restore_gives_identical_api_answers_and_rows(
     with TestClient(create_app(settings, embedder=embedder)) as source:
         _populate(source, agent_headers, editor_headers, session_factory)
         # The service is running (its app is open) while the backup is taken.
-        r = _cli(
+        r = run_cli(
             _env(db_url, settings.data_dir, models_dir), "backup", str(backup_file), "--format", fmt
         )
         assert r.returncode == 0, r.stderr
@@ -261,7 +255,7 @@ def test_restore_gives_identical_api_answers_and_rows(
 
     target = new_database()
     target_dir = tmp_path / "restored-data"
-    r = _cli(_env(target, target_dir, models_dir), "restore", str(backup_file))
+    r = run_cli(_env(target, target_dir, models_dir), "restore", str(backup_file))
     assert r.returncode == 0, r.stderr
     assert "index generation 1 rebuilt" in r.stdout
     assert _dump(target) == rows_before
@@ -293,7 +287,7 @@ def test_a_logical_export_restores_into_sqlite(
     # On the PostgreSQL pass this moves PostgreSQL data into SQLite; the other way round is
     # the same code path (the restore reads the export, whichever database wrote it).
     backup_file = tmp_path / "export.ndjson.gz"
-    r = _cli(
+    r = run_cli(
         _env(db_url, tmp_path / "d", models_dir), "backup", str(backup_file), "--format", "logical"
     )
     assert r.returncode == 0, r.stderr
@@ -371,7 +365,7 @@ def test_a_backup_taken_during_writes_is_a_consistent_snapshot(
             env = _env(db_url, settings.data_dir, models_dir)
             for i in range(3):
                 path = tmp_path / f"during-{i}.backup"
-                r = _cli(env, "backup", str(path))
+                r = run_cli(env, "backup", str(path))
                 assert r.returncode == 0, r.stderr
                 backups.append(path)
         finally:
@@ -420,9 +414,9 @@ def test_restore_refuses_a_database_that_holds_rows(
 ) -> None:
     env = _env(db_url, tmp_path / "d", models_dir)
     backup_file = tmp_path / "b.backup"
-    assert _cli(env, "backup", str(backup_file)).returncode == 0
+    assert run_cli(env, "backup", str(backup_file)).returncode == 0
     before = _dump(db_url)
-    r = _cli(env, "restore", str(backup_file), "--no-reindex")
+    r = run_cli(env, "restore", str(backup_file), "--no-reindex")
     assert r.returncode == 2
     assert "is not empty" in r.stderr and "faq_entry (106)" in r.stderr
     assert _dump(db_url) == before
@@ -437,7 +431,7 @@ def test_damaged_backups_are_refused_and_leave_the_target_empty(
 ) -> None:
     good = tmp_path / "good.ndjson.gz"
     env = _env(db_url, tmp_path / "d", models_dir)
-    assert _cli(env, "backup", str(good), "--format", "logical").returncode == 0
+    assert run_cli(env, "backup", str(good), "--format", "logical").returncode == 0
     data = good.read_bytes()
     truncated = tmp_path / "truncated.gz"
     truncated.write_bytes(data[: len(data) // 2])
@@ -465,7 +459,7 @@ def test_damaged_backups_are_refused_and_leave_the_target_empty(
     }
     for path, message in cases.items():
         target = new_database()
-        r = _cli(_env(target, tmp_path / f"t-{path.stem}", models_dir), "restore", str(path))
+        r = run_cli(_env(target, tmp_path / f"t-{path.stem}", models_dir), "restore", str(path))
         assert r.returncode == 2, (path, r.stdout, r.stderr)
         assert message in r.stderr, (path, r.stderr)
         assert sum(count_rows(make_engine(target)).values()) == 0
@@ -517,14 +511,16 @@ def test_an_older_backup_is_upgraded_by_the_migrations(
     heads = sorted(ScriptDirectory.from_config(alembic_config(old)).get_heads())
     for fmt in ("auto", "logical"):
         backup_file = tmp_path / f"old-{fmt}.backup"
-        r = _cli(
+        r = run_cli(
             _env(old, tmp_path / "old", models_dir), "backup", str(backup_file), "--format", fmt
         )
         assert r.returncode == 0, r.stderr
         assert "schema 0001" in r.stdout
         target = new_database()
         target_dir = tmp_path / f"new-{fmt}"
-        r = _cli(_env(target, target_dir, models_dir), "restore", str(backup_file), "--no-reindex")
+        r = run_cli(
+            _env(target, target_dir, models_dir), "restore", str(backup_file), "--no-reindex"
+        )
         assert r.returncode == 0, r.stderr
         with make_engine(target).connect() as conn:
             assert sorted(conn.scalars(text("SELECT version_num FROM alembic_version"))) == heads

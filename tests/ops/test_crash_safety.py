@@ -13,7 +13,6 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +47,8 @@ from kb.models import (
 )
 from kb.site.visitors import visitor_hash
 from tests.support.paths import CONTENT_DIR
-from tests.support.serve import FAQLOOP, kill, serve_env, serving, start
+from tests.support.serve import kill, serve_env, serving, start
+from tests.support.serve import run as run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -72,12 +72,6 @@ def env(tmp_path: Path, db_url: str, models_dir: Path) -> dict[str, str]:
         FAQLOOP_VIEW_COUNT_LIMIT_IP="0",  # every client is 127.0.0.1
         FAQLOOP_SEARCH_RATE_LIMIT="0",
         FAQLOOP_SYNC_INTERVAL="1",
-    )
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FAQLOOP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -233,7 +227,7 @@ def test_import_killed_midway_keeps_whole_threads_and_reruns_without_duplicates(
     tmp_path: Path,
     embedder: CachedEmbedder,
 ) -> None:
-    assert _run(env, "reindex").returncode == 0  # the import then loads it instead of building
+    assert run_cli(env, "reindex").returncode == 0  # the import then loads it instead of building
     threads_file = tmp_path / "threads.jsonl"
     n = 120
     expected = _thread_file(threads_file, n)
@@ -251,12 +245,12 @@ def test_import_killed_midway_keeps_whole_threads_and_reruns_without_duplicates(
     _sqlite_ok(db_url)
     generation, _ = _index_is_one_complete_generation(tmp_path / "data", embedder)
 
-    r = _run(env, "import-threads", str(threads_file), "--batch-size", "20")
+    r = run_cli(env, "import-threads", str(threads_file), "--batch-size", "20")
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{n} threads imported ({n - killed_at} new" in r.stdout
     assert _threads_whole(session_factory, expected) == n
     assert _count(session_factory, ThreadPost) == sum(expected.values())
-    r = _run(env, "import-threads", str(threads_file), "--batch-size", "20")
+    r = run_cli(env, "import-threads", str(threads_file), "--batch-size", "20")
     assert (
         r.returncode == 0 and f"{n} threads imported (0 new, 0 updated, {n} unchanged" in r.stdout
     )
@@ -280,7 +274,7 @@ def test_reindex_killed_midway_leaves_one_complete_generation(
     embedder: CachedEmbedder,
 ) -> None:
     data_dir = tmp_path / "data"
-    assert _run(env, "reindex").returncode == 0
+    assert run_cli(env, "reindex").returncode == 0
     old_generation, old_entries = _index_is_one_complete_generation(data_dir, embedder)
     with session_scope(session_factory) as s:
         create_entry(
@@ -328,7 +322,7 @@ def test_reindex_killed_midway_leaves_one_complete_generation(
     with serving(env, tmp_path / "serve.log") as (base, _):
         info = _ready_and_consistent(base, session_factory)
         assert info["entries"] == old_entries + 1
-    r = _run(env, "reindex", "--if-needed")
+    r = run_cli(env, "reindex", "--if-needed")
     assert r.returncode == 0 and "loaded generation" in r.stdout
     print("\n" + "; ".join(outcomes))
 
@@ -343,7 +337,7 @@ def test_server_killed_during_a_vote_burst_keeps_every_acknowledged_vote(
     db_url: str,
     tmp_path: Path,
 ) -> None:
-    assert _run(env, "reindex").returncode == 0
+    assert run_cli(env, "reindex").returncode == 0
     slug = "esim-iphone-activate"
     visitors = 400
     acknowledged_votes: dict[str, bool] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from kb.models import EntryStatus, FaqEntry, QuestionPhrasing
 from kb.ops.backup import data_tables
 from kb.ops.export import export_content
 from tests.support.paths import CONTENT_DIR, PG_URL
+from tests.support.serve import run as run_cli
 from tests.support.serve import serve_env
 
 Entry = tuple[str | None, str, str, str, str | None, str, str, tuple[str, ...]]
@@ -269,14 +269,7 @@ def test_export_content_cli(seeded: None, db_url: str, models_dir: Path, tmp_pat
     env = serve_env(tmp_path / "data", db_url, models_dir)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "api.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return run_cli(env, *args, timeout=300)
 
     out = tmp_path / "content"
     r = run("export-content", str(out))

@@ -32,7 +32,7 @@ from kb.db import session_scope
 from kb.indexing import IndexManager
 from kb.models import FaqEntry, Thread
 from tests.support.paths import PG_URL
-from tests.support.serve import free_port, serve_env, start, stop
+from tests.support.serve import free_port, serve_env, start, stop, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -70,20 +70,11 @@ class Replica:
         return info
 
     def wait_ready(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"replica {self.name} exited ({self.process.returncode}):\n"
-                    + self.log.read_text(errors="replace")[-3000:]
-                )
-            try:
-                if self.health().get("status") == "ready":
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"replica {self.name} did not become ready")
+        wait_until(self.base, self.process, self.log, _says_ready, timeout)
+
+
+def _says_ready(response: httpx.Response) -> bool:
+    return bool(response.json().get("status") == "ready")
 
 
 @pytest.fixture

@@ -45,6 +45,19 @@ def serve_env(data_dir: Path, db_url: str, models_dir: Path, **extra: str) -> di
     }
 
 
+def run(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`faqloop <args>` to the end, its output captured (never raises on a failing exit)."""
+    return subprocess.run(
+        [*FAQLOOP, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def start(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
     """`faqloop <args>` in the background, its output appended to `log`."""
     with log.open("ab") as fh:

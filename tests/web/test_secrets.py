@@ -29,6 +29,7 @@ from indexer.embedding.encoders import CachedEmbedder
 from kb.auth import keys
 from kb.db import session_scope
 from kb.models import ApiKey, Base, PageView, Thread, VisitorSeen, Vote
+from tests.support.serve import run as run_cli
 from tests.support.serve import serve_env
 
 
@@ -145,14 +146,7 @@ def test_revoking_a_key_takes_effect_on_every_replica_at_once(
             for _ in range(3):  # warm anything a replica might remember
                 assert replica.get("/v1/faqs", headers=headers).status_code == 200
         env = serve_env(tmp_path / "cli", db_url, models_dir)
-        r = subprocess.run(
-            [sys.executable, "-m", "api.cli.main", "keys", "revoke", str(key_id)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_cli(env, "keys", "revoke", str(key_id), timeout=120)
         assert r.returncode == 0, r.stderr
         # The very next request on either replica is refused: nothing cached the key.
         for replica in (two, one):
