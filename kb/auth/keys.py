@@ -6,13 +6,18 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kb.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from kb.models import ApiKey, Role, utcnow
 
 KEY_PREFIX = "fql_"
+
+# Built once: every API request checks its key, and building the statement (the column
+# comparison above all) cost more than running it (docs/scale.md, "Little Python around
+# the model").
+_KEY_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("digest"))
 
 
 def hash_key(secret: str) -> str:
@@ -58,7 +63,7 @@ def authenticate(session: Session, secret: str | None, *, needs: Role) -> ApiKey
     if not secret:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     digest = hash_key(secret)
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    key = session.scalar(_KEY_BY_HASH, {"digest": digest})
     # The lookup is by hash, so timing reveals nothing of the secret; compare_digest keeps
     # the final check constant-time as well.
     if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at:
