@@ -129,13 +129,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the ranked FAQ candidates for a post."""
         from kb.db import session_scope
-        from kb.suggest.service import suggest, validate_post
+        from kb.suggest.service import SuggestPolicy, suggest, validate_post
 
         s = settings()
+        # Bad input is refused before the model loads (seconds); the limits are settings.
+        with domain_errors():
+            validate_post(text, lang, k, SuggestPolicy(max_chars=s.max_text_chars, max_k=s.max_k))
         services = load_services(s)
         try:
             with domain_errors():
-                validate_post(text, lang, k, services.policy)  # fail before loading the index
                 services.index.open(services.session_factory)
                 with session_scope(services.session_factory) as session:
                     out = suggest(
