@@ -178,8 +178,10 @@ def models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder(models_dir: Path) -> CachedEmbedder:
-    """The test model, loaded once; its passage cache makes each test's index build cheap."""
-    return load_embedder(TEST_MODEL, models_dir)
+    """The test model on the backend `faqloop serve` uses (FAQLOOP_EMBED_BACKEND, default
+    onnx-int8), loaded once; its passage cache makes each test's index build cheap."""
+    backend = Settings(_env_file=None).embed_backend  # type: ignore[call-arg]
+    return load_embedder(TEST_MODEL, models_dir, backend=backend)
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ WATCH_ANSWER = (
 )
 SHOP = "@SoramiMobile 渋谷店の営業時間を教えてください"
 SHOP_ANSWER = "お問い合わせありがとうございます。渋谷店は10時から20時まで営業しています。"
-PASSWORD = "パスワードを忘れてMy Soramiにログインできません😭"
+PASSWORD = "My Soramiのパスワードを忘れたのでログインできない😭"
 PASSWORD_ANSWER = "ログイン画面の「パスワードをお忘れの方」から再設定できます。^中野"
 
 
@@ -136,7 +136,7 @@ def test_a_covered_thread_becomes_evidence_and_a_phrasing_the_index_learns_at_on
     out = report.outcomes[0]
     faq = slug_id(session_factory, "reset-password-ja")
     assert (out.status, out.faq_id, out.draft_id) == (ThreadStatus.covered, faq, None)
-    assert out.question == "パスワードを忘れてMy Soramiにログインできません"
+    assert out.question == "My Soramiのパスワードを忘れたのでログインできない"
     assert out.confidence is not None and out.confidence >= MIN_COVER_THRESHOLD
     with session_factory() as s:
         learnt = s.scalars(
@@ -157,7 +157,7 @@ def test_raw_text_is_kept_cleaned_text_derived_and_handles_pseudonymised(
         posts = s.scalars(select(ThreadPost).order_by(ThreadPost.position)).all()
     assert [p.text_raw for p in posts] == [PASSWORD, PASSWORD_ANSWER]
     assert [p.text_clean for p in posts] == [
-        "パスワードを忘れてMy Soramiにログインできません",
+        "My Soramiのパスワードを忘れたのでログインできない",
         "ログイン画面の「パスワードをお忘れの方」から再設定できます。",
     ]
     assert posts[0].author_hash == cleaning.pseudonymize("hanako_88", SECRET)

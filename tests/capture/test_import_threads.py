@@ -150,7 +150,7 @@ def test_import_jsonl_files_covered_threads_and_drafts(
         learnt = s.scalars(
             select(QuestionPhrasing.text).where(QuestionPhrasing.thread_id.is_not(None))
         ).all()
-        assert learnt == ["パスワードを忘れてMy Soramiにログインできません"]
+        assert learnt == ["My Soramiのパスワードを忘れたのでログインできない"]
         assert by_id["ig-17890000001"].status == ThreadStatus.drafted
         assert by_id["case-2026-0042"].status == ThreadStatus.drafted
         # Japanese and English questions about points are separate drafts (one per language).

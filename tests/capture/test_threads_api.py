@@ -15,7 +15,7 @@ from kb.models import FaqDraft, QuestionPhrasing, Thread, ThreadPost
 from tests.support.accounts import make_account, sign_in
 from tests.support.html_dom import parse
 
-PASSWORD = "@SoramiMobile パスワードを忘れてMy Soramiにログインできません😭"
+PASSWORD = "@SoramiMobile My Soramiのパスワードを忘れたのでログインできない😭"
 POINTS = [
     "@SoramiMobile ソラミポイントって何に使えますか？",
     "ソラミポイントの使い道を教えてください🙏",
@@ -61,7 +61,7 @@ def test_ingest_is_idempotent_and_the_covering_faq_learns_the_question(
     assert r.status_code == 201, r.text
     filed = r.json()
     assert filed["created"] and filed["status"] == "covered" and filed["lang"] == "ja"
-    assert filed["question"] == "パスワードを忘れてMy Soramiにログインできません"
+    assert filed["question"] == "My Soramiのパスワードを忘れたのでログインできない"
     faq = client.get(f"/v1/faqs/{filed['faq_id']}", headers=agent_headers).json()
     assert faq["slug"] == "reset-password-ja"
     assert {"text": filed["question"], "source": "thread"} in [

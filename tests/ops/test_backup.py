@@ -71,9 +71,10 @@ def new_database(tmp_path: Path) -> Iterator[Callable[[], str]]:
 
 
 def _env(url: str, data_dir: Path, models_dir: Path) -> dict[str, str]:
-    # The runtime of the in-process `embedder` fixture: the restored index is compared with
-    # answers of that embedder, to the fourth decimal.
-    return serve_env(data_dir, url, models_dir, FAQLOOP_EMBED_BACKEND="torch")
+    # The runtime of the in-process `embedder` fixture (the default's, as in `faqloop
+    # serve`): the restored index is compared with answers of that embedder, to the fourth
+    # decimal.
+    return serve_env(data_dir, url, models_dir)
 
 
 def _plain(value: Any) -> Any:
