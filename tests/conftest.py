@@ -184,6 +184,13 @@ def embedder(models_dir: Path) -> CachedEmbedder:
     return load_embedder(TEST_MODEL, models_dir, backend=backend)
 
 
+@pytest.fixture(scope="session")
+def torch_embedder(models_dir: Path) -> CachedEmbedder:
+    """The test model on torch (sentence-transformers): the reference of the ONNX backends
+    and of the TorchScript trace; loaded once, by the tests that ask for it."""
+    return load_embedder(TEST_MODEL, models_dir, backend="torch")
+
+
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str, models_dir: Path) -> Settings:
     return Settings(

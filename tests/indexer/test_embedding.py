@@ -71,11 +71,11 @@ def test_traced_model_gives_the_library_s_vectors(models_dir: Path) -> None:
     assert traced.encode_queries([]).shape == (0, traced.dim)
 
 
-def test_default_model_is_traced(embedder: CachedEmbedder) -> None:
+def test_default_model_is_traced(torch_embedder: CachedEmbedder) -> None:
     from indexer.embedding.encoders import SentenceTransformerEmbedder
 
-    inner = embedder.inner
-    if embedder.name != DEFAULT_MODEL or not isinstance(inner, SentenceTransformerEmbedder):
+    inner = torch_embedder.inner
+    if torch_embedder.name != DEFAULT_MODEL or not isinstance(inner, SentenceTransformerEmbedder):
         pytest.skip("the suite runs another model")
     assert inner.traced
     texts = ["eSIMの設定方法", "How do I change my plan?"]

@@ -73,12 +73,6 @@ def model_path(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def torch_model(model_path: Path, models_dir: Path) -> CachedEmbedder:
-    """The reference: the model on torch (the shared `embedder` runs the default backend)."""
-    return load_embedder(DEFAULT_MODEL, models_dir, backend="torch")
-
-
-@pytest.fixture(scope="module")
 def onnx_fp32(model_path: Path) -> OnnxEmbedder:
     return load_onnx_embedder(DEFAULT_MODEL, model_path, backend=ONNX)
 
@@ -138,23 +132,23 @@ def test_cli_refuses_a_bad_backend_with_a_message(
     assert "onnx-int8" in result.output  # the allowed values are named
 
 
-def test_fp32_vectors_equal_torchs(onnx_fp32: OnnxEmbedder, torch_model: CachedEmbedder) -> None:
+def test_fp32_vectors_equal_torchs(onnx_fp32: OnnxEmbedder, torch_embedder: CachedEmbedder) -> None:
     texts = [*POSTS[:20], "short", "  leading and trailing spaces  "]
     got = onnx_fp32.encode_queries(texts)
-    want = torch_model.encode_queries(texts)
+    want = torch_embedder.encode_queries(texts)
     assert got.shape == want.shape == (len(texts), 384)
     assert float(np.sum(got * want, axis=1).min()) >= 0.99999
     passages = ["iPhoneでeSIMを設定する方法", "How do I change my plan?"]
     got_p = onnx_fp32.encode_passages(passages)
-    assert float(np.sum(got_p * torch_model.encode_passages(passages), axis=1).min()) >= 0.99999
+    assert float(np.sum(got_p * torch_embedder.encode_passages(passages), axis=1).min()) >= 0.99999
     assert onnx_fp32.parity is not None and onnx_fp32.parity >= MIN_COSINE[ONNX]
 
 
 def test_int8_vectors_are_close_and_do_not_depend_on_the_batch(
-    onnx_int8: OnnxEmbedder, torch_model: CachedEmbedder
+    onnx_int8: OnnxEmbedder, torch_embedder: CachedEmbedder
 ) -> None:
     got = onnx_int8.encode_queries(POSTS)
-    want = torch_model.encode_queries(POSTS)
+    want = torch_embedder.encode_queries(POSTS)
     cosines = np.sum(got * want, axis=1)
     assert float(cosines.min()) >= MIN_COSINE[ONNX_INT8], cosines.min()
     assert onnx_int8.name == DEFAULT_MODEL  # shares the index and the calibration
@@ -165,7 +159,7 @@ def test_int8_vectors_are_close_and_do_not_depend_on_the_batch(
 
 @pytest.mark.parametrize("backend", [ONNX, ONNX_INT8])
 def test_same_top_k_on_the_seed_content_and_customer_posts(
-    backend: str, model_path: Path, torch_model: CachedEmbedder
+    backend: str, model_path: Path, torch_embedder: CachedEmbedder
 ) -> None:
     """Top-3 of every customer post against faq_content/ as with torch (hybrid, as suggest).
 
@@ -179,7 +173,7 @@ def test_same_top_k_on_the_seed_content_and_customer_posts(
     slugs = {n: a.slug for n, a in enumerate(articles, 1)}
     tokenizer = default_tokenizer()
     onnx = CachedEmbedder(load_onnx_embedder(DEFAULT_MODEL, model_path, backend=backend))
-    ref = content_index(articles, torch_model, tokenizer, IndexRecipe())
+    ref = content_index(articles, torch_embedder, tokenizer, IndexRecipe())
     alt = content_index(articles, onnx, tokenizer, IndexRecipe())
     differ_top1 = differ_top3 = 0
     hits = {"ref@1": 0, "ref@3": 0, "alt@1": 0, "alt@3": 0}
