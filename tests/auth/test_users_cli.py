@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,11 @@ from sqlalchemy import select
 
 from kb.db import make_engine, make_session_factory
 from kb.models import AuditEvent, User
-
-FAQLOOP = [sys.executable, "-m", "api.cli.main"]
+from tests.support import serve
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FAQLOOP, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return serve.run(env, *args, stdin=stdin)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,7 @@ from kb.auth.keys import hash_key
 from kb.db import make_engine, make_session_factory
 from kb.models import ApiKey, FaqEntry
 from tests.support.paths import CONTENT_DIR, TEST_MODEL
-
-FAQLOOP = [sys.executable, "-m", "api.cli.main"]
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FAQLOOP, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+from tests.support.serve import run
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +20,7 @@ from kb.faqs.entries import create_entry
 from kb.models import Webhook, WebhookDelivery
 from kb.notify.webhooks import create_webhook
 from tests.notify.receiver import dead_url, receiver
-
-FAQLOOP = [sys.executable, "-m", "api.cli.main"]
+from tests.support.serve import run as _run
 
 
 def _hook_and_article(factory: sessionmaker[Session], url: str) -> None:
@@ -78,12 +75,6 @@ def _env(tmp_path: Path, db_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(FAQLOOP_DATA_DIR=str(tmp_path / "data"), FAQLOOP_DATABASE_URL=db_url, **extra)
     return env
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*FAQLOOP, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def test_the_deliver_command_drains_the_outbox_once(

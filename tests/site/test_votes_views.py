@@ -4,8 +4,6 @@ CSRF-protected and rate-limited; correct under concurrency (SQLite and PostgreSQ
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -34,6 +32,7 @@ from kb.site import votes as site_votes
 from kb.text.personal_data import scrub_personal_data
 from tests.support.html_dom import Node, parse
 from tests.support.pages import BROWSER_UA, limited_client
+from tests.support.serve import run
 
 BOTS = [
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
@@ -585,14 +584,7 @@ def test_prune_visitors_command(
                 s, entry=entry, revision_id=rev, source=ViewSource.direct, visitor=visitor, now=at
             )
     env = dict(os.environ, FAQLOOP_DATA_DIR=str(tmp_path / "data"), FAQLOOP_DATABASE_URL=db_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli.main", "prune-visitors"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run(env, "prune-visitors", timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("removed 1 visitor marks")
     with session_factory() as s:

@@ -45,12 +45,16 @@ def serve_env(data_dir: Path, db_url: str, models_dir: Path, **extra: str) -> di
     }
 
 
-def run(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """`faqloop <args>` to the end, its output captured (never raises on a failing exit)."""
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """`faqloop <args>` to the end, `stdin` as its input, its output captured (never raises
+    on a failing exit)."""
     return subprocess.run(
         [*FAQLOOP, *args],
         cwd=ROOT,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,8 +8,6 @@ import hmac
 import json as jsonlib
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -191,14 +189,7 @@ def _serve(tmp_path: Path, models_dir: Path, *args: str, **env_extra: str) -> An
         FAQLOOP_MODELS_DIR=str(models_dir),
         **env_extra,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli.main", "serve", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(env, "serve", *args, timeout=120)
 
 
 def test_serve_refuses_a_public_address_with_weak_secrets(tmp_path: Path, models_dir: Path) -> None:
