@@ -379,10 +379,13 @@ def _query_names(route: Any) -> frozenset[str] | None:
     return names
 
 
-def reject_unknown_query_parameters(request: Request) -> None:
+async def reject_unknown_query_parameters(request: Request) -> None:
     """422 for query parameters a JSON API operation does not define (typos fail loudly).
 
     The public site's pages are exempt: links carry tracking parameters (utm_*) there.
+    `async` though it never awaits: it runs for every request, and FastAPI runs a plain
+    `def` dependency in the thread pool, one more trip there and back (a profile of the
+    server at 32 clients put that trip at ~7 % of the GIL's time; docs/scale.md).
     """
     if not request.url.path.startswith("/v1"):
         return

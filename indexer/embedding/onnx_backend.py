@@ -52,6 +52,11 @@ BUILD_MANIFEST = "faqloop-build.json"
 # differs from torch by round-off only (measured >= 0.999999); int8 by its quantisation
 # (measured at build, recorded in the manifest; docs/scale.md, "Backends").
 MIN_COSINE = {ONNX: 0.9999, ONNX_INT8: 0.999}
+# What one model call costs beyond its tokens, in tokens: the time of a call is about
+# CALL_COST_TOKENS + batch × width token-times (width: the batch's longest text, padding
+# included). Fitted on the int8 file, one thread, batches of 1-16 texts of 8-48 tokens:
+# 3.1 ms per call + 0.18 ms per token, 17 tokens (docs/scale.md, "Batches cut by cost").
+CALL_COST_TOKENS = 16
 # Every backend reports the torch model's name: their vectors agree with torch's to the
 # cosine MIN_COSINE checks at load (int8: measured >= 0.9997 on the probes, its ranking
 # figures in docs/scale.md, "Backends"), so an index and the confidence calibration fitted
@@ -264,7 +269,7 @@ class OnnxEmbedder:
         return np.asarray(out, dtype=np.float32)
 
     def _encode(self, texts: list[str], prompt: str) -> Vectors:
-        """Tokenised, sorted by token count and cut into batches of `batch_size`.
+        """Tokenised, sorted by token count and cut into the cheapest batches (`cut_batches`).
 
         sentence-transformers sorts by characters; by tokens, a batch of Japanese and
         English texts pads far less (a Japanese character is often a token, English ones
@@ -283,7 +288,8 @@ class OnnxEmbedder:
         rows = [e.ids for e in self._tokenizer.encode_batch([(prompt + t).strip() for t in texts])]
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         out = np.empty((len(rows), self.dim), dtype=np.float32)
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        cuts = cut_batches([len(rows[i]) for i in order], self.batch_size, CALL_COST_TOKENS)
+        batches = [order[start:end] for start, end in cuts]
         if threads > 1 and len(batches) > 1:
             with ThreadPoolExecutor(min(threads, len(batches)), "faqloop-encode") as pool:
                 done = pool.map(lambda b: self._run_tokens([rows[i] for i in b], 1), batches)
@@ -309,6 +315,34 @@ class OnnxEmbedder:
             "query": self.encode_queries(list(PROBES["query"])),
             "passage": self.encode_passages(list(PROBES["passage"])),
         }
+
+
+def cut_batches(widths: list[int], max_batch: int, call_cost: float) -> list[tuple[int, int]]:
+    """The cheapest way to cut texts, longest first, into batches of at most `max_batch`.
+
+    `widths` are the texts' token counts in descending order; the result is the batches as
+    (start, end) index ranges, in order. A batch costs `call_cost` plus its size times its
+    first (longest) width: every text is padded to the longest. A micro-batch of posts is
+    a mix of short and long (the benchmark's: 22 tokens on average, up to 47), and one
+    call padded to the longest did 1.69 padded tokens per real one; cut by cost, 32
+    posts take 5-6 calls and one thread encodes 1.5 × the posts per second (docs/scale.md,
+    "Batches cut by cost"). Dynamic programming over the sorted widths: the best cut of
+    the first i texts is the best of (the best cut of the first j) + one batch j..i.
+    """
+    n = len(widths)
+    best = [0.0] + [float("inf")] * n
+    start = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for first in range(max(0, end - max_batch), end):
+            cost = best[first] + call_cost + (end - first) * widths[first]
+            if cost <= best[end]:  # ties: the later start, so batches fill in order
+                best[end], start[end] = cost, first
+    cuts: list[tuple[int, int]] = []
+    end = n
+    while end > 0:
+        cuts.append((start[end], end))
+        end = start[end]
+    return cuts[::-1]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ the ONNX files); tampered copies are made in tmp dirs with links to the real fil
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -374,3 +375,30 @@ def test_services_serve_with_the_configured_backend(settings: Settings, model_pa
         assert batcher.encode_queries(["eSIMが開通しない"]).shape == (1, 384)
     finally:
         services.close()
+
+
+def test_a_micro_batch_of_long_and_short_posts_runs_as_cheaper_batches(
+    onnx_int8: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A micro-batch mixes long and short posts: the short ones are not padded to the long
+    ones' width (`cut_batches`), and every post still gets its own vector."""
+    long = [f"{POSTS[i % len(POSTS)]} {POSTS[(i + 1) % len(POSTS)]} ({i})" for i in range(4)]
+    short = [f"eSIM? ({i})" for i in range(12)]
+    texts = [t for pair in itertools.zip_longest(long, short) for t in pair if t is not None]
+    widths: list[list[int]] = []
+    run = onnx_int8._run_tokens
+
+    def spy(rows: list[list[int]], threads: int) -> Any:
+        widths.append([len(r) for r in rows])
+        return run(rows, threads)
+
+    monkeypatch.setattr(onnx_int8, "_run_tokens", spy)
+    onnx_int8.set_threads(1)
+    vectors = onnx_int8.encode_queries(texts)
+    assert len(widths) >= 2  # cut where the width drops
+    assert sum(len(w) for w in widths) == len(texts)
+    padded = sum(len(w) * max(w) for w in widths)
+    assert padded < len(texts) * max(max(w) for w in widths)
+    widths.clear()
+    for text, vector in zip(texts, vectors, strict=True):
+        np.testing.assert_allclose(vector, onnx_int8.encode_queries([text])[0], atol=1e-5)
