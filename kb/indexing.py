@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding.encoders import Embedder
+from indexer.embedding.encoders import Embedder, Vectors
 from indexer.lexical.tokenizer import Tokenizer
 from indexer.retrieval.hybrid import EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
 from indexer.store import IndexStore, IndexUnusable, Manifest
@@ -314,10 +314,18 @@ class IndexManager:
         return manifest
 
     def search(
-        self, text: str, *, k: int, language: str | None, mode: Mode = "hybrid"
+        self,
+        text: str,
+        *,
+        k: int,
+        language: str | None,
+        mode: Mode = "hybrid",
+        query_vector: Vectors | None = None,
     ) -> SearchResult:
-        """Search the live index."""
-        return self.index_or_raise().search(text, k=k, language=language, mode=mode)
+        """Search the live index (with `query_vector`, the text's vector is not computed again)."""
+        return self.index_or_raise().search(
+            text, k=k, language=language, mode=mode, query_vector=query_vector
+        )
 
     def activity(self) -> dict[str, int]:
         """Full rebuilds, and incremental updates applied from the feed, by this process."""

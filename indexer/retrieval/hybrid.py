@@ -95,6 +95,9 @@ class SearchResult:
     dense_background: float = math.nan
     # The language the search was restricted to (the post's), when it was.
     language: str | None = None
+    # The query's vector (None for a lexical search): a second search of the same text, in
+    # other languages, passes it back instead of running the model again.
+    query_vector: Vectors | None = field(default=None, repr=False, compare=False)
 
 
 class HybridIndex:
@@ -231,6 +234,7 @@ class HybridIndex:
             query_terms=terms,
             dense_background=background,
             language=language,
+            query_vector=query_vector,
         )
 
     def _dense_locked(self, qvec: Vectors | None, depth: int, language: str | None) -> list[Hit]:

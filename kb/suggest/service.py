@@ -121,8 +121,9 @@ def suggest(
     cross_language = False
     if not result.hits:
         # No article in the post's language: the best of the others, with a confidence
-        # calibrated for answers across languages.
-        result = index.search(query, k=k, language=None)
+        # calibrated for answers across languages. The post's vector is the same: the
+        # model runs once.
+        result = index.search(query, k=k, language=None, query_vector=result.query_vector)
         cross_language = bool(result.hits)
     confidence = calibration.confidence(result)
     if cross_language:

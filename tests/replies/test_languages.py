@@ -104,3 +104,20 @@ def test_links_are_absolute_without_a_base_url(
     assert all(c["url"].startswith("http://testserver/faq/") for c in body["candidates"])
     if body["reply"] is not None and body["reply"]["kind"] == "answer":
         assert "http://testserver/faq/" in body["reply"]["text"]
+
+
+def test_a_fallback_across_languages_runs_the_model_once(
+    client: TestClient, agent_headers: dict[str, str]
+) -> None:
+    """The search in other languages reuses the post's vector: a post in a language without
+    articles costs one model call, as any other post does."""
+    batcher = client.app.state.services.embedder  # type: ignore[attr-defined]
+    before = batcher.stats.requests
+    german = "Wie kann ich meine eSIM auf ein neues Handy übertragen?"
+    body = _suggest(client, agent_headers, german)
+    assert body["cross_language"] is True and body["candidates"]
+    assert batcher.stats.requests - before == 1
+    before = batcher.stats.requests
+    body = _suggest(client, agent_headers, "How do I move my eSIM to a new phone?")
+    assert body["cross_language"] is False
+    assert batcher.stats.requests - before == 1
