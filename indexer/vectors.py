@@ -75,6 +75,16 @@ class FaissIndex:
         scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return scores, ids
 
+    def vectors_of(self, ids: Ids) -> Vectors:
+        """The stored vectors of `ids`, in order (KeyError for an id not stored)."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        try:
+            out = self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+        except RuntimeError as exc:  # FAISS reports a missing id as a RuntimeError
+            raise KeyError(f"an id is not in the index ({exc})") from exc
+        return np.asarray(out, dtype=np.float32)
+
     def save(self, path: Path) -> None:
         faiss.write_index(self._index, str(path))
 
@@ -116,6 +126,10 @@ class NumpyIndex:
         # Stable sort: ties keep insertion order, which is also what IndexFlatIP returns.
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, axis=1), self._ids[order]
+
+    def vectors_of(self, ids: Ids) -> Vectors:
+        row = {int(i): n for n, i in enumerate(self._ids)}
+        return self._vecs[[row[int(i)] for i in ids]].reshape(len(ids), self.dim)
 
     def save(self, path: Path) -> None:
         with path.open("wb") as fh:

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.embedding.encoders import Embedder, Vectors
+from indexer.embedding.encoders import Embedder, Vectors, passage_cache_of
 from indexer.lexical.tokenizer import Tokenizer
 from indexer.retrieval.hybrid import EntryDocs, FusionConfig, HybridIndex, Mode, SearchResult
 from indexer.store import IndexStore, IndexUnusable, Manifest
@@ -224,8 +224,22 @@ class IndexManager:
             self._generation = manifest.generation
             with session_scope(factory) as session:
                 self._mark_applied(session, manifest.last_change_id)
+        self._remember_passages(index)
         applied = self.sync(factory)
         return f"loaded generation {manifest.generation}, applied {applied} changes"
+
+    def _remember_passages(self, index: HybridIndex) -> None:
+        """Hand the loaded index's vectors to the passage cache, as a build in this process
+        would have left them there: texts it already holds (an edited article's unchanged
+        phrasings, a translation proposal's articles) are then not embedded again. The store
+        loads only an index saved with this model (name and dimension; its backends share
+        the name, their vectors agree within the cosine checked at load)."""
+        cache = passage_cache_of(self.embedder)
+        if cache is None:
+            return
+        texts, vectors = index.passages()
+        added = cache.remember_passages(texts, vectors)
+        log.info("passage cache: %d vectors taken from the saved index", added)
 
     def rebuild(self, factory: sessionmaker[Session]) -> Manifest:
         """Build a complete index from the database aside, save it, then swap it in."""

@@ -269,6 +269,20 @@ class VectorCache:
             out[i] = found[text]
         return out
 
+    def remember(self, texts: Sequence[str], vectors: Vectors) -> int:
+        """Keep `vectors` as the texts' vectors (texts already cached are left as they are);
+        returns how many were added. At most the cache's size are kept."""
+        added = 0
+        with self._lock:
+            room = self._cache.maxsize - len(self._cache)
+            for text, vec in zip(texts, vectors, strict=True):
+                if added >= room:
+                    break
+                if text not in self._cache:
+                    self._cache[text] = np.array(vec, dtype=np.float32)
+                    added += 1
+        return added
+
 
 class CachedEmbedder:
     """Memoises passage vectors, so a reindex only embeds texts it has not seen.
@@ -288,6 +302,11 @@ class CachedEmbedder:
 
     def encode_passages(self, texts: list[str]) -> Vectors:
         return self._passages.encode(texts, self.inner.encode_passages)
+
+    def remember_passages(self, texts: Sequence[str], vectors: Vectors) -> int:
+        """Take passage vectors computed earlier by this model (a saved index's) into the
+        cache, so they are not embedded again; returns how many were new to it."""
+        return self._passages.remember(texts, vectors)
 
 
 def torch_threads() -> int:
@@ -333,6 +352,16 @@ def load_embedder(
         except OnnxUnusable as exc:
             log.warning("embedding backend %s is unusable, falling back to torch: %s", backend, exc)
     return CachedEmbedder(SentenceTransformerEmbedder(name, path, trace=trace))
+
+
+def passage_cache_of(embedder: Any) -> CachedEmbedder | None:
+    """The passage cache inside `embedder` (itself, or what it wraps), if there is one."""
+    seen = 0
+    while embedder is not None and seen < 8:
+        if isinstance(embedder, CachedEmbedder):
+            return embedder
+        embedder, seen = getattr(embedder, "inner", None), seen + 1
+    return None
 
 
 def backend_of(embedder: Embedder) -> str:

@@ -139,6 +139,14 @@ class HybridIndex:
         with self._lock:
             return set(self._entry_docs)
 
+    def passages(self) -> tuple[list[str], Vectors]:
+        """Every indexed text and its stored vector, as the embedder gave them."""
+        with self._lock:
+            doc_ids = list(self._doc_text)
+            texts = [self._doc_text[d] for d in doc_ids]
+            vectors = self._vectors.vectors_of(np.asarray(doc_ids, dtype=np.int64))
+        return texts, vectors
+
     # -- writes -------------------------------------------------------------------------
     def upsert(self, entries: list[EntryDocs]) -> None:
         """Add entries or replace their texts (only new texts are embedded)."""

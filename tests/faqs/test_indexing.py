@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -222,3 +223,52 @@ def test_rebuilds_and_syncs_never_block_serving(
     held(lambda: manager.sync(session_factory))
     assert manager.generation == generation + 2
     assert _top(manager, text) == expected
+
+
+def test_a_loaded_index_fills_the_passage_cache(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A process that loads the saved index (a restart, another replica) takes its vectors
+    into the passage cache, as one that built it has them: indexed texts are not embedded
+    again (an edited article's unchanged phrasings, a draft page's translation proposals)."""
+    asked: list[str] = []
+
+    class Counting:  # the model under a fresh, empty cache; counts the texts it embeds
+        name, dim = embedder.name, embedder.dim
+
+        def encode_queries(self, texts: list[str]) -> Any:
+            return embedder.encode_queries(texts)
+
+        def encode_passages(self, texts: list[str]) -> Any:
+            asked.extend(texts)
+            return embedder.encode_passages(texts)
+
+    cold = CachedEmbedder(Counting())
+    again = IndexManager(embedder=cold, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    assert again.open(session_factory).startswith("loaded generation 1")
+    texts, vectors = again.index_or_raise().passages()
+    assert len(texts) == again.describe()["texts"] > 100
+    np.testing.assert_allclose(cold.encode_passages(texts), vectors)
+    assert asked == []
+    # They are the model's own vectors of those texts.
+    np.testing.assert_allclose(vectors[:5], embedder.encode_passages(texts[:5]), atol=1e-6)
+    cold.encode_passages([texts[0], "a text no article holds"])
+    assert asked == ["a text no article holds"]
+
+
+def test_stored_vectors_are_read_back_by_id() -> None:
+    from indexer.vectors import FaissIndex, NumpyIndex
+
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((6, 4)).astype(np.float32)
+    ids = np.array([10, 11, 12, 20, 21, 30], dtype=np.int64)
+    for index in (FaissIndex(4), NumpyIndex(4)):
+        index.add(ids, vecs)
+        index.remove(np.array([11], dtype=np.int64))
+        np.testing.assert_array_equal(index.vectors_of(np.array([30, 10])), vecs[[5, 0]])
+        assert index.vectors_of(np.array([], dtype=np.int64)).shape == (0, 4)
+    with pytest.raises(KeyError):
+        FaissIndex(4).vectors_of(np.array([5], dtype=np.int64))
