@@ -11,7 +11,7 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,6 +111,7 @@ def test_every_text_field_survives_any_unicode(
         suppress_health_check=list(HealthCheck),
     )
     @given(text=ANY_TEXT)
+    @example(text="a" * 200 + "\x00")
     def run(text: str) -> None:
         n = next(_ids)
         calls = [
@@ -164,8 +165,11 @@ def test_every_text_field_survives_any_unicode(
             ("draft edit", "PATCH", f"/v1/drafts/{targets['draft']}", {"answer": text}),
             ("draft question", "PATCH", f"/v1/drafts/{targets['draft']}", {"question": text}),
         ]
+        # The slug call sends the first 200 characters only: a bad character past them is
+        # not in the request (hypothesis found 200 letters and a NUL: 409, rightly).
+        sent = {"faq create slug": text[:200]}
         for where, method, url, body in calls:
-            _check(_post(client, method, url, body, h), text, where)
+            _check(_post(client, method, url, body, h), sent.get(where, text), where)
         # Query strings: the same rule (percent-encoded surrogates are not UTF-8 at all).
         quoted = text.encode("utf-8", "surrogatepass")
         for url in ("/v1/public/search?q=", "/v1/faqs?category="):
