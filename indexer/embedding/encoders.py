@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -354,22 +354,28 @@ def load_embedder(
     return CachedEmbedder(SentenceTransformerEmbedder(name, path, trace=trace))
 
 
+def layers(embedder: Any) -> Iterator[Any]:
+    """`embedder` and each embedder it wraps (`.inner`: the micro-batcher, the passage
+    cache, the model), outermost first."""
+    while embedder is not None:
+        yield embedder
+        embedder = getattr(embedder, "inner", None)
+
+
+def _model_of(embedder: Any) -> Any:
+    """The innermost layer: what computes the vectors."""
+    *_, model = layers(embedder)
+    return model
+
+
 def passage_cache_of(embedder: Any) -> CachedEmbedder | None:
     """The passage cache inside `embedder` (itself, or what it wraps), if there is one."""
-    seen = 0
-    while embedder is not None and seen < 8:
-        if isinstance(embedder, CachedEmbedder):
-            return embedder
-        embedder, seen = getattr(embedder, "inner", None), seen + 1
-    return None
+    return next((e for e in layers(embedder) if isinstance(e, CachedEmbedder)), None)
 
 
 def backend_of(embedder: Embedder) -> str:
     """The backend that computes `embedder`'s vectors ("torch", "onnx" or "onnx-int8")."""
-    inner = getattr(embedder, "inner", embedder)
-    while hasattr(inner, "inner"):
-        inner = inner.inner
-    return str(getattr(inner, "backend", TORCH))
+    return str(getattr(_model_of(embedder), "backend", TORCH))
 
 
 def model_threads(
@@ -381,9 +387,7 @@ def model_threads(
     embedder (`OnnxEmbedder.set_threads`); torch from `set_torch_threads` (`configured`,
     when given, is applied to torch first).
     """
-    inner: Any = embedder
-    while hasattr(inner, "inner"):
-        inner = inner.inner
+    inner = _model_of(embedder)
     if isinstance(inner, OnnxEmbedder):
         return inner.threads, inner.set_threads
     if configured:

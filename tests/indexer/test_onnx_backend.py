@@ -245,6 +245,19 @@ def test_many_batches_run_at_once_on_single_threaded_sessions(
     np.testing.assert_allclose(parallel[17], single[0], atol=1e-5)
 
 
+def _record_widths(embedder: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The token counts of each model call's rows, appended as `embedder` runs."""
+    widths: list[list[int]] = []
+    run = embedder._run_tokens
+
+    def spy(rows: list[list[int]], threads: int) -> Any:
+        widths.append([len(r) for r in rows])
+        return run(rows, threads)
+
+    monkeypatch.setattr(embedder, "_run_tokens", spy)
+    return widths
+
+
 def test_batches_are_cut_by_token_count(
     onnx_int8: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,14 +267,7 @@ def test_batches_are_cut_by_token_count(
     ja = ["料金プランの変更はマイページからいつでも申し込めます", "解約手数料はいくらですか"]
     en = ["Where can I download last month's invoice as a PDF?", "How do I reset my password"]
     texts = [t for pair in zip(ja * 3, en * 3, strict=True) for t in pair]
-    widths: list[list[int]] = []
-    run = onnx_int8._run_tokens
-
-    def spy(rows: list[list[int]], threads: int) -> Any:
-        widths.append([len(r) for r in rows])
-        return run(rows, threads)
-
-    monkeypatch.setattr(onnx_int8, "_run_tokens", spy)
+    widths = _record_widths(onnx_int8, monkeypatch)
     monkeypatch.setattr(onnx_int8, "batch_size", 3)
     onnx_int8.set_threads(1)
     vectors = onnx_int8.encode_passages(texts)
@@ -385,14 +391,7 @@ def test_a_micro_batch_of_long_and_short_posts_runs_as_cheaper_batches(
     long = [f"{POSTS[i % len(POSTS)]} {POSTS[(i + 1) % len(POSTS)]} ({i})" for i in range(4)]
     short = [f"eSIM? ({i})" for i in range(12)]
     texts = [t for pair in itertools.zip_longest(long, short) for t in pair if t is not None]
-    widths: list[list[int]] = []
-    run = onnx_int8._run_tokens
-
-    def spy(rows: list[list[int]], threads: int) -> Any:
-        widths.append([len(r) for r in rows])
-        return run(rows, threads)
-
-    monkeypatch.setattr(onnx_int8, "_run_tokens", spy)
+    widths = _record_widths(onnx_int8, monkeypatch)
     onnx_int8.set_threads(1)
     vectors = onnx_int8.encode_queries(texts)
     assert len(widths) >= 2  # cut where the width drops
