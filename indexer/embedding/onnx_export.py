@@ -422,6 +422,7 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
     replaced: set[str] = set()
     head: dict[str, list[Any]] = {}  # nodes that quantise a group's input, before its first use
     body: dict[str, list[Any]] = {}  # the int8 MatMul that replaces each node, by node name
+    columns: set[int] = set()  # the weights' output widths (the prologue's output shapes)
     for n_group, (x, consumers) in enumerate(groups.items()):
         group = f"q8_g{n_group}"
         mats = [numpy_helper.to_array(weights[c.input[1]]).astype(np.float64) for c in consumers]
@@ -456,7 +457,7 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             added.append(numpy_helper.from_array(scales.astype(np.float32), f"{weight}_s"))
             replaced.add(weight)
             body[consumer.name] = _int8_matmul(consumer, weight, group, q.shape[1])
-    columns = {int(weights[c.input[1]].dims[1]) for cs in groups.values() for c in cs}
+            columns.add(int(q.shape[1]))
     out, shared = _per_token_prologue(columns)
     added += shared
     for node in model.graph.node:

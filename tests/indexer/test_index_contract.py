@@ -166,6 +166,65 @@ def test_discounted_dense_ranking_equals_brute_force(
             )
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n_entries=st.integers(5, 60),
+    depth=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    discount=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+)
+def test_dense_scan_after_edits_equals_brute_force(
+    n_entries: int, depth: int, seed: int, discount: float
+) -> None:
+    """After removals and re-upserts (doc ids with gaps, a language gone or new), each dense
+    hit is an entry's best text after its discount: its score, its matched text and its
+    rank, for every language filter."""
+    import random
+
+    rnd = random.Random(seed)
+    embedder = HashEmbedder()
+    index = HybridIndex(embedder, Tokenizer())
+    index.fusion = type(index.fusion)(depth=depth)
+    current: dict[int, EntryDocs] = {}
+
+    def make(entry_id: int, version: int) -> EntryDocs:
+        n_texts = rnd.randint(1, 5)
+        texts = tuple(f"e{entry_id} v{version} t{i} {seed}" for i in range(n_texts))
+        discounts = tuple(0.0 if i == 0 else discount * rnd.random() for i in range(n_texts))
+        return EntryDocs(entry_id, rnd.choice(["en", "ja", "ko"]), texts, texts[0], discounts)
+
+    query = f"query {seed}"
+    qvec = embedder.encode_queries([query])[0]
+    for version in range(3):
+        batch = [make(e, version) for e in range(1, n_entries + 1) if rnd.random() < 0.6]
+        index.upsert(batch)
+        current.update({d.entry_id: d for d in batch})
+        gone = [e for e in list(current) if rnd.random() < 0.2]
+        index.remove(gone)
+        for e in gone:
+            del current[e]
+        for language in (None, "en", "ja", "ko", "fr"):
+            best: dict[int, tuple[float, str]] = {}
+            adjusted: dict[str, float] = {}
+            for d in current.values():
+                if language and d.language != language:
+                    continue
+                for i, t in enumerate(d.dense_texts):
+                    adjusted[t] = float(np.float32(qvec @ embedder._vec(t))) - d.discount(i)
+                best[d.entry_id] = max((adjusted[t], t) for t in d.dense_texts)
+            expected = sorted(best.values(), key=lambda st: -st[0])[:depth]
+            hits = index.search(query, k=depth, language=language, mode="dense").hits
+            assert len(hits) == len(expected)
+            assert [h.dense_rank for h in hits] == list(range(1, len(hits) + 1))
+            assert [h.score for h in hits] == pytest.approx([v for v, _ in expected], abs=1e-5)
+            for h in hits:
+                score, _ = best[h.entry_id]
+                assert h.score == pytest.approx(score, abs=1e-5) and h.dense == h.score
+                # The best text (another of equal score would do as well).
+                assert h.matched_text in current[h.entry_id].dense_texts
+                assert adjusted[h.matched_text] == pytest.approx(score, abs=1e-6)
+
+
 def test_language_filter_and_removal(hybrid: HybridIndex) -> None:
     assert {h.entry_id for h in hybrid.search("パスワード", k=4, language="ja").hits} <= {3, 4}
     assert hybrid.search("パスワード", k=4, mode="lexical").hits[0].entry_id == 3
