@@ -461,6 +461,32 @@ def test_gil_switch_interval_is_set_while_the_app_runs_and_restored_after(
             Settings(gil_switch_ms=bad, _env_file=None)  # type: ignore[call-arg]
 
 
+def test_startup_objects_are_frozen_while_the_app_runs_and_released_after(
+    settings: Settings, embedder: CachedEmbedder, seeded: None
+) -> None:
+    """FAQLOOP_GC_FREEZE (default on): once the index is open, what start-up built is out of
+    the cyclic collector's reach (gc.freeze); the app's stop gives it back. Off: nothing is
+    frozen. A freeze asked for after the stop does nothing."""
+    import gc
+
+    from api.app import StartupFreeze
+
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app(settings, embedder=embedder)) as web:
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+        assert gc.get_freeze_count() > 1000  # the app, the index, the tokenizers
+        assert web.app.state.startup_freeze.frozen  # type: ignore[attr-defined]
+    assert gc.get_freeze_count() == 0
+    off = create_app(settings.model_copy(update={"gc_freeze": False}), embedder=embedder)
+    with TestClient(off) as web:
+        assert web.get("/v1/public/search", params={"q": "esim"}).status_code == 200
+        assert gc.get_freeze_count() == 0
+    late = StartupFreeze(True)
+    late.release()
+    late.freeze()  # an index that finished loading after the app stopped
+    assert gc.get_freeze_count() == 0 and not late.frozen
+
+
 def _views(factory: sessionmaker[Session]) -> int:
     with factory() as s:
         return int(s.scalar(select(func.coalesce(func.sum(PageView.count), 0))) or 0)
