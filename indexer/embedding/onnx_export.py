@@ -62,7 +62,17 @@ BLOCKWISE_RECIPE: dict[str, Any] = {
     "block_size": 32,
     "accuracy_level": 4,
 }
+# The same with 7-bit weights (-63..63), for CPUs without VNNI instructions (AVX2 only): their
+# u8 x s8 kernel adds each pair of products in int16 (vpmaddubsw), which saturates for 8-bit
+# weights (255 x 127 x 2 > 32,767) and moved the probe cosine from >= 0.9997 to 0.9989 on such
+# a machine; 255 x 63 x 2 = 32,130 cannot saturate (probe cosine 0.9993 there). ONNX Runtime's
+# own tools call this "reduce_range".
+PER_TOKEN_7BIT_RECIPE: dict[str, Any] = {**PER_TOKEN_RECIPE, "weight_bits": 7}
 INT8_RECIPE = PER_TOKEN_RECIPE
+# What `faqloop models build` tries, in order: the first whose probe vectors reach
+# MIN_COSINE[ONNX_INT8] on the building CPU is kept (recorded in the manifest). A folder built
+# on one CPU and served on another is checked again at load (indexer/embedding/onnx_backend.py).
+INT8_RECIPES: tuple[dict[str, Any], ...] = (PER_TOKEN_RECIPE, PER_TOKEN_7BIT_RECIPE)
 DYNAMIC_RECIPE: dict[str, Any] = {
     "method": "dynamic",
     "weight_type": "QInt8",
@@ -409,6 +419,7 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             groups.setdefault(node.input[0], []).append(node)
     if not groups:
         raise OnnxExportError("no MatMul weights to quantise")
+    w_max = float(2 ** (int(recipe.get("weight_bits", 8)) - 1) - 1)
     alpha = float(recipe.get("smooth_alpha", 0.0))
     peaks: dict[str, Any] = {}
     if alpha > 0:
@@ -450,9 +461,9 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
         for consumer, matrix in zip(consumers, mats, strict=True):
             weight = consumer.input[1]
             matrix = matrix * smooth[:, None]
-            scales = np.abs(matrix).max(0) / 127.0
+            scales = np.abs(matrix).max(0) / w_max
             scales[scales == 0] = 1.0
-            q = np.clip(np.round(matrix / scales), -127, 127).astype(np.int8)
+            q = np.clip(np.round(matrix / scales), -w_max, w_max).astype(np.int8)
             added.append(numpy_helper.from_array(q, f"{weight}_q8"))
             added.append(numpy_helper.from_array(scales.astype(np.float32), f"{weight}_s"))
             replaced.add(weight)
@@ -501,11 +512,59 @@ def quantize_int8(src: Path, dst: Path, recipe: dict[str, Any] | None = None) ->
         root.setLevel(level)
 
 
-def export_onnx(folder: Path, *, int8_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+def _int8_probe_cosine(folder: Path, reference: dict[str, Any]) -> float:
+    """The worst probe cosine of the folder's int8 file (its checksum not yet on record)."""
+    embedder = OnnxEmbedder(folder.name, folder, backend=ONNX_INT8)
+    try:
+        return float(probe_cosines(embedder, reference).min())
+    finally:
+        del embedder
+
+
+def quantize_first_that_holds(
+    folder: Path, reference: dict[str, Any], recipes: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], float]:
+    """Quantise the folder's fp32 file with each of `recipes` in turn; the first whose worst
+    probe cosine to `reference` (the torch vectors) reaches MIN_COSINE[ONNX_INT8] stays in
+    `folder/onnx/` and is returned with that cosine. OnnxExportError, naming every recipe's
+    cosine, when none does."""
+    fp32 = folder / ONNX_FILES[ONNX]
+    int8 = folder / ONNX_FILES[ONNX_INT8]
+    tried: list[str] = []
+    for recipe in recipes:
+        try:
+            quantize_int8(fp32, int8, recipe)
+            worst = _int8_probe_cosine(folder, reference)
+        except OnnxExportError:
+            raise
+        except OnnxUnusable as exc:
+            raise OnnxExportError(f"the exported {ONNX_INT8} model does not load: {exc}") from exc
+        except Exception as exc:
+            raise OnnxExportError(f"ONNX quantisation failed: {exc}") from exc
+        if worst >= MIN_COSINE[ONNX_INT8]:
+            if tried:
+                log.info("int8 recipe %s kept after: %s", _recipe_label(recipe), "; ".join(tried))
+            return recipe, worst
+        tried.append(f"{_recipe_label(recipe)}: probe cosine {worst:.6f}")
+    int8.unlink(missing_ok=True)
+    raise OnnxExportError(
+        f"the exported {ONNX_INT8} model differs from torch on this CPU: "
+        f"{'; '.join(tried)} (each < {MIN_COSINE[ONNX_INT8]})"
+    )
+
+
+def _recipe_label(recipe: dict[str, Any]) -> str:
+    return f"{recipe.get('method')} {recipe.get('weight_bits', recipe.get('bits', 8))}-bit weights"
+
+
+def export_onnx(
+    folder: Path, *, int8_recipes: tuple[dict[str, Any], ...] | None = None
+) -> dict[str, Any]:
     """Export the model folder's model into `folder/onnx/`; the manifest's "onnx" section.
 
-    Raises OnnxExportError when a variant's probe vectors are further from the torch
-    model's than `MIN_COSINE` allows (the file would be refused at every load).
+    The int8 file is the first of `int8_recipes` (default INT8_RECIPES) that holds the
+    tolerance on this CPU. Raises OnnxExportError when a variant's probe vectors are further
+    from the torch model's than `MIN_COSINE` allows (the file would be refused at every load).
     """
     import onnxruntime
     import torch
@@ -514,7 +573,7 @@ def export_onnx(folder: Path, *, int8_recipe: dict[str, Any] | None = None) -> d
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the build's output
 
-    recipe = INT8_RECIPE if int8_recipe is None else int8_recipe
+    recipes = INT8_RECIPES if int8_recipes is None else int8_recipes
     st_model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     st_model.eval()
     reference = {
@@ -529,16 +588,11 @@ def export_onnx(folder: Path, *, int8_recipe: dict[str, Any] | None = None) -> d
     }
     (folder / "onnx").mkdir(exist_ok=True)
     fp32 = folder / ONNX_FILES[ONNX]
-    int8 = folder / ONNX_FILES[ONNX_INT8]
     try:
         _export_fp32(st_model, fp32)
         del st_model
-        quantize_int8(fp32, int8, recipe)
-    except OnnxExportError:
-        raise
     except Exception as exc:
         raise OnnxExportError(f"ONNX export failed: {exc}") from exc
-
     section: dict[str, Any] = {
         "opset": OPSET,
         "torch_version": torch.__version__,
@@ -546,22 +600,23 @@ def export_onnx(folder: Path, *, int8_recipe: dict[str, Any] | None = None) -> d
         "tokenizer_sha256": sha256_file(folder / "tokenizer.json"),
         "probes": {kind: list(texts) for kind, texts in PROBES.items()},
         "reference": {kind: vecs.tolist() for kind, vecs in reference.items()},
-        "quantization": recipe,
         "files": {},
     }
-    for backend in (ONNX, ONNX_INT8):
+    try:
+        embedder = OnnxEmbedder(folder.name, folder, backend=ONNX)
+        worst_fp32 = float(probe_cosines(embedder, section["reference"]).min())
+    except OnnxUnusable as exc:
+        raise OnnxExportError(f"the exported {ONNX} model does not load: {exc}") from exc
+    del embedder
+    if worst_fp32 < MIN_COSINE[ONNX]:
+        raise OnnxExportError(
+            f"the exported {ONNX} model differs from torch: probe cosine {worst_fp32:.6f} "
+            f"< {MIN_COSINE[ONNX]}"
+        )
+    recipe, worst_int8 = quantize_first_that_holds(folder, section["reference"], recipes)
+    section["quantization"] = recipe
+    for backend, worst in ((ONNX, worst_fp32), (ONNX_INT8, worst_int8)):
         path = folder / ONNX_FILES[backend]
-        try:
-            embedder = OnnxEmbedder(folder.name, folder, backend=backend)
-            worst = float(probe_cosines(embedder, section["reference"]).min())
-        except OnnxUnusable as exc:
-            raise OnnxExportError(f"the exported {backend} model does not load: {exc}") from exc
-        del embedder
-        if worst < MIN_COSINE[backend]:
-            raise OnnxExportError(
-                f"the exported {backend} model differs from torch: probe cosine {worst:.6f} "
-                f"< {MIN_COSINE[backend]}"
-            )
         section["files"][backend] = {
             "path": ONNX_FILES[backend],
             "sha256": sha256_file(path),
