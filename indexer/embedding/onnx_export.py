@@ -6,9 +6,10 @@ transformer, mean pooling over the attention mask and L2 normalisation, one 384-
 text out (the same steps as the torch model's modules). The export uses torch's TorchScript
 exporter (`torch.onnx.export(dynamo=False)`, opset 17): the dynamo exporter needs onnxscript,
 one more dependency for the same graph. The int8 file is quantised from the fp32 one with
-ONNX Runtime's own tools (`INT8_RECIPE`; the choice is measured in docs/scale.md,
-"Backends"). The torch model's vectors of the probe texts go into the manifest, so a server
-can check an ONNX file without loading torch (`indexer/embedding/onnx_backend.py`).
+ONNX Runtime's own tools (`INT8_RECIPES`, the first that holds on this CPU; measured in
+docs/scale.md, "Backends"). The torch model's vectors of the probe texts go into the
+manifest, so a server can check an ONNX file without loading torch
+(`indexer/embedding/onnx_backend.py`).
 """
 
 from __future__ import annotations
@@ -62,17 +63,19 @@ BLOCKWISE_RECIPE: dict[str, Any] = {
     "block_size": 32,
     "accuracy_level": 4,
 }
-# The same with 7-bit weights (-63..63), for CPUs without VNNI instructions (AVX2 only): their
-# u8 x s8 kernel adds each pair of products in int16 (vpmaddubsw), which saturates for 8-bit
-# weights (255 x 127 x 2 > 32,767) and moved the probe cosine from >= 0.9997 to 0.9989 on such
-# a machine; 255 x 63 x 2 = 32,130 cannot saturate (probe cosine 0.9993 there). ONNX Runtime's
-# own tools call this "reduce_range".
-PER_TOKEN_7BIT_RECIPE: dict[str, Any] = {**PER_TOKEN_RECIPE, "weight_bits": 7}
+# The same with the weights stored as uint8 (zero point 128), for CPUs without VNNI
+# instructions (AVX2 only): their u8 x s8 kernel adds each pair of products in int16
+# (vpmaddubsw), which saturates (255 x 127 x 2 > 32,767): probe cosine 0.998887 on such a
+# machine against >= 0.9997 with VNNI, and JSTS hybrid MRR@10 -0.88 points with 7-bit weights
+# (ONNX Runtime's "reduce_range", which cannot saturate). ONNX Runtime's u8 x u8 kernel widens
+# to int16 before multiplying, so nothing saturates: the same integers as the s8 file on a VNNI
+# CPU (probe cosine 0.99968), a little slower there, hence second (docs/scale.md, "Backends").
+PER_TOKEN_U8_RECIPE: dict[str, Any] = {**PER_TOKEN_RECIPE, "weight_type": "uint8"}
 INT8_RECIPE = PER_TOKEN_RECIPE
 # What `faqloop models build` tries, in order: the first whose probe vectors reach
 # MIN_COSINE[ONNX_INT8] on the building CPU is kept (recorded in the manifest). A folder built
 # on one CPU and served on another is checked again at load (indexer/embedding/onnx_backend.py).
-INT8_RECIPES: tuple[dict[str, Any], ...] = (PER_TOKEN_RECIPE, PER_TOKEN_7BIT_RECIPE)
+INT8_RECIPES: tuple[dict[str, Any], ...] = (PER_TOKEN_RECIPE, PER_TOKEN_U8_RECIPE)
 DYNAMIC_RECIPE: dict[str, Any] = {
     "method": "dynamic",
     "weight_type": "QInt8",
@@ -304,7 +307,9 @@ def _quantize_tokens(x: str, tag: str) -> list[Any]:
     ]
 
 
-def _int8_matmul(node: Any, weight: str, group: str, columns: int) -> list[Any]:
+def _int8_matmul(
+    node: Any, weight: str, group: str, columns: int, *, unsigned: bool = False
+) -> list[Any]:
     """MatMul(x, W) as MatMulIntegerToFloat(x_q, W_q, 1, w_scale) * s, reshaped back to the
     node's [batch, tokens, N]; x_q and s from `group`.
 
@@ -320,7 +325,8 @@ def _int8_matmul(node: Any, weight: str, group: str, columns: int) -> list[Any]:
     return [
         helper.make_node(
             "MatMulIntegerToFloat",
-            [f"{group}_xq", f"{weight}_q8", "q8_one", f"{weight}_s", "q8_zero"],
+            [f"{group}_xq", f"{weight}_q8", "q8_one", f"{weight}_s", "q8_zero"]
+            + (["q8_zero"] if unsigned else []),
             [f"{tag}_f"],
             name=tag,
             domain="com.microsoft",
@@ -420,6 +426,7 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
     if not groups:
         raise OnnxExportError("no MatMul weights to quantise")
     w_max = float(2 ** (int(recipe.get("weight_bits", 8)) - 1) - 1)
+    unsigned = recipe.get("weight_type", "int8") == "uint8"
     alpha = float(recipe.get("smooth_alpha", 0.0))
     peaks: dict[str, Any] = {}
     if alpha > 0:
@@ -464,10 +471,13 @@ def _quantize_per_token(src: Path, dst: Path, recipe: dict[str, Any]) -> None:
             scales = np.abs(matrix).max(0) / w_max
             scales[scales == 0] = 1.0
             q = np.clip(np.round(matrix / scales), -w_max, w_max).astype(np.int8)
-            added.append(numpy_helper.from_array(q, f"{weight}_q8"))
+            stored = (q.astype(np.int16) + 128).astype(np.uint8) if unsigned else q
+            added.append(numpy_helper.from_array(stored, f"{weight}_q8"))
             added.append(numpy_helper.from_array(scales.astype(np.float32), f"{weight}_s"))
             replaced.add(weight)
-            body[consumer.name] = _int8_matmul(consumer, weight, group, q.shape[1])
+            body[consumer.name] = _int8_matmul(
+                consumer, weight, group, q.shape[1], unsigned=unsigned
+            )
             columns.add(int(q.shape[1]))
     out, shared = _per_token_prologue(columns)
     added += shared
@@ -554,7 +564,8 @@ def quantize_first_that_holds(
 
 
 def _recipe_label(recipe: dict[str, Any]) -> str:
-    return f"{recipe.get('method')} {recipe.get('weight_bits', recipe.get('bits', 8))}-bit weights"
+    bits = recipe.get("weight_bits", recipe.get("bits", 8))
+    return f"{recipe.get('method')}, {recipe.get('weight_type', 'int8')} {bits}-bit weights"
 
 
 def export_onnx(

@@ -151,7 +151,10 @@ def test_int8_vectors_are_close_and_do_not_depend_on_the_batch(
     got = onnx_int8.encode_queries(POSTS)
     want = torch_embedder.encode_queries(POSTS)
     cosines = np.sum(got * want, axis=1)
-    assert float(cosines.min()) >= MIN_COSINE[ONNX_INT8], cosines.min()
+    # Posts at large, not the probes MIN_COSINE holds: min 0.99933 over the 1,497 queries and
+    # posts of benchmarks/backend_quality.py (either recipe of INT8_RECIPES on its CPU).
+    assert float(cosines.min()) >= 0.999, cosines.min()
+    assert onnx_int8.parity is not None and onnx_int8.parity >= MIN_COSINE[ONNX_INT8]
     assert onnx_int8.name == DEFAULT_MODEL  # shares the index and the calibration
     # Activations are quantised per token block: a post's vector is the same alone.
     alone = np.stack([onnx_int8.encode_queries([p])[0] for p in POSTS[:8]])
