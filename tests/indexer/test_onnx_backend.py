@@ -322,55 +322,42 @@ def test_a_tampered_file_falls_back_to_torch(
     assert embedder.encode_queries(["eSIM"]).shape == (1, 384)
 
 
-def test_the_int8_recipe_rebuilds_the_shipped_file(model_path: Path, tmp_path: Path) -> None:
-    """Quantising the fp32 file with the recipe the build kept gives the built int8 file's
-    vectors and passes the check at load: the code and the file in use agree, and the graph
-    survives ONNX Runtime's fusions (one Mul by the product of the scales gave a cosine of
-    0.74)."""
-    from indexer.embedding.onnx_export import INT8_RECIPES, quantize_int8
-
-    manifest = json.loads((model_path / MARKER_NAME).read_text())
-    recipe = manifest["onnx"]["quantization"]
-    assert recipe in INT8_RECIPES  # else: make model rebuilds it
-    folder = _copy_with_links(model_path, tmp_path / DEFAULT_MODEL)
-    target = folder / ONNX_FILES[ONNX_INT8]
-    target.unlink()
-    quantize_int8(model_path / ONNX_FILES[ONNX], target, recipe)
-    manifest["onnx"]["files"][ONNX_INT8]["sha256"] = sha256_file(target)
-    (folder / MARKER_NAME).write_text(json.dumps(manifest))
-    rebuilt = load_onnx_embedder(DEFAULT_MODEL, folder, backend=ONNX_INT8)
-    assert rebuilt.parity is not None and rebuilt.parity >= MIN_COSINE[ONNX_INT8]
-    shipped = load_onnx_embedder(DEFAULT_MODEL, model_path, backend=ONNX_INT8)
-    for kind, vectors in rebuilt.encode_probes().items():
-        np.testing.assert_allclose(vectors, shipped.encode_probes()[kind], atol=1e-5)
-
-
-def test_the_build_keeps_the_first_int8_recipe_that_holds_on_this_cpu(
+def test_the_build_keeps_the_first_int8_recipe_that_holds_and_rebuilds_the_shipped_file(
     model_path: Path, tmp_path: Path
 ) -> None:
-    """A recipe whose vectors miss MIN_COSINE here (2-bit weights) is passed over for the next;
-    when none holds, the build fails naming each recipe's cosine and leaves no int8 file."""
+    """The build's int8 step, on the built fp32 file:
+
+    - a recipe whose vectors miss MIN_COSINE on this CPU (2-bit weights) is passed over for
+      the next; when none holds, the build fails naming each recipe's cosine and leaves no
+      int8 file;
+    - the recipe on record rebuilds the shipped int8 file byte for byte, which loads and
+      passes the check at load: the code and the file in use agree, and the graph survives
+      ONNX Runtime's fusions (one Mul by the product of the scales gave a cosine of 0.74).
+    """
     from indexer.embedding.onnx_export import (
         INT8_RECIPE,
+        INT8_RECIPES,
         OnnxExportError,
         quantize_first_that_holds,
     )
 
     manifest = json.loads((model_path / MARKER_NAME).read_text())
+    kept = manifest["onnx"]["quantization"]
+    assert kept in INT8_RECIPES  # else: make model rebuilds it
     reference = manifest["onnx"]["reference"]
     folder = _copy_with_links(model_path, tmp_path / DEFAULT_MODEL)
     target = folder / ONNX_FILES[ONNX_INT8]
     target.unlink()
-    coarse = {**INT8_RECIPE, "weight_bits": 2}
-    recipe, cosine = quantize_first_that_holds(
-        folder, reference, (coarse, manifest["onnx"]["quantization"])
-    )
-    assert recipe == manifest["onnx"]["quantization"]
-    assert cosine >= MIN_COSINE[ONNX_INT8]
-    assert sha256_file(target) == manifest["onnx"]["files"][ONNX_INT8]["sha256"]
+    coarse = {**INT8_RECIPE, "weight_bits": 2, "smooth_alpha": 0.0}
     with pytest.raises(OnnxExportError, match=r"2-bit weights: probe cosine 0\.\d+"):
         quantize_first_that_holds(folder, reference, (coarse,))
     assert not target.exists()
+    recipe, cosine = quantize_first_that_holds(folder, reference, (coarse, kept))
+    assert recipe == kept
+    assert cosine >= MIN_COSINE[ONNX_INT8]
+    assert sha256_file(target) == manifest["onnx"]["files"][ONNX_INT8]["sha256"]
+    rebuilt = load_onnx_embedder(DEFAULT_MODEL, folder, backend=ONNX_INT8)
+    assert rebuilt.parity is not None and rebuilt.parity >= MIN_COSINE[ONNX_INT8]
 
 
 def test_vectors_beyond_the_tolerance_are_refused(model_path: Path, tmp_path: Path) -> None:
