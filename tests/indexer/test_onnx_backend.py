@@ -360,6 +360,28 @@ def test_the_build_keeps_the_first_int8_recipe_that_holds_and_rebuilds_the_shipp
     assert rebuilt.parity is not None and rebuilt.parity >= MIN_COSINE[ONNX_INT8]
 
 
+def test_a_build_whose_int8_file_fails_on_this_cpu_is_not_reused(
+    model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`faqloop models build` reuses a finished folder only when its int8 file passes the
+    check at load on this CPU: one carried from a CPU with other int8 kernels (its vectors off
+    the recorded torch ones here) is rebuilt instead of served on torch."""
+    from indexer.embedding.model_build import int8_holds_here
+
+    assert int8_holds_here(_copy_with_links(model_path, tmp_path / "a" / DEFAULT_MODEL))
+    manifest = json.loads((model_path / MARKER_NAME).read_text())
+    ref = np.asarray(manifest["onnx"]["reference"]["query"], dtype=np.float64)
+    ref[0] += np.random.default_rng(1).normal(0, 0.01, ref.shape[1])
+    manifest["onnx"]["reference"]["query"] = ref.tolist()
+    carried = _copy_with_links(model_path, tmp_path / "b" / DEFAULT_MODEL, manifest=manifest)
+    with caplog.at_level(logging.WARNING, logger="indexer.embedding.model_build"):
+        assert not int8_holds_here(carried)
+    assert "rebuilding it" in caplog.text
+    manifest["onnx"] = None  # built without ONNX files: nothing to check
+    plain = _copy_with_links(model_path, tmp_path / "c" / DEFAULT_MODEL, manifest=manifest)
+    assert int8_holds_here(plain)
+
+
 def test_vectors_beyond_the_tolerance_are_refused(model_path: Path, tmp_path: Path) -> None:
     """Checksums fine, but the torch vectors on record disagree: the probes catch it."""
     manifest = json.loads((model_path / MARKER_NAME).read_text())
