@@ -360,6 +360,34 @@ def test_the_build_keeps_the_first_int8_recipe_that_holds_and_rebuilds_the_shipp
     assert rebuilt.parity is not None and rebuilt.parity >= MIN_COSINE[ONNX_INT8]
 
 
+def test_pair_bounded_weights_cannot_saturate_an_int16_pair_sum(
+    model_path: Path, tmp_path: Path
+) -> None:
+    """The pair-bounded recipe: any two neighbouring s8 weights along K sum to at most 128 in
+    magnitude (255 x 128 < 32,767, the int16 sum of AVX2's u8 x s8 kernel), and the file's
+    vectors still pass the check at load, on a CPU with VNNI or without."""
+    import onnx
+    from onnx import numpy_helper
+
+    from indexer.embedding.onnx_export import PER_TOKEN_PAIRED_RECIPE, quantize_first_that_holds
+
+    manifest = json.loads((model_path / MARKER_NAME).read_text())
+    folder = _copy_with_links(model_path, tmp_path / DEFAULT_MODEL)
+    (folder / ONNX_FILES[ONNX_INT8]).unlink()
+    _, cosine = quantize_first_that_holds(
+        folder, manifest["onnx"]["reference"], (PER_TOKEN_PAIRED_RECIPE,)
+    )
+    assert cosine >= MIN_COSINE[ONNX_INT8]
+    weights = [
+        numpy_helper.to_array(i).astype(np.int32)
+        for i in onnx.load(str(folder / ONNX_FILES[ONNX_INT8])).graph.initializer
+        if i.name.endswith("_q8") and i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2
+    ]
+    assert len(weights) == 12 * 6  # Q, K, V, attention output, FFN in and out per layer
+    worst = max(int((np.abs(w[0::2]) + np.abs(w[1::2])).max()) for w in weights)
+    assert 120 <= worst <= 128, worst
+
+
 def test_a_build_whose_int8_file_fails_on_this_cpu_is_not_reused(
     model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
