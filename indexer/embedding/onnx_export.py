@@ -539,13 +539,9 @@ def quantize_int8(src: Path, dst: Path, recipe: dict[str, Any] | None = None) ->
         root.setLevel(level)
 
 
-def _int8_probe_cosine(folder: Path, reference: dict[str, Any]) -> float:
-    """The worst probe cosine of the folder's int8 file (its checksum not yet on record)."""
-    embedder = OnnxEmbedder(folder.name, folder, backend=ONNX_INT8)
-    try:
-        return float(probe_cosines(embedder, reference).min())
-    finally:
-        del embedder
+def _probe_cosine(folder: Path, reference: dict[str, Any], backend: str) -> float:
+    """The worst probe cosine of the folder's `backend` file (its checksum not yet on record)."""
+    return float(probe_cosines(OnnxEmbedder(folder.name, folder, backend=backend), reference).min())
 
 
 def quantize_first_that_holds(
@@ -561,7 +557,7 @@ def quantize_first_that_holds(
     for recipe in recipes:
         try:
             quantize_int8(fp32, int8, recipe)
-            worst = _int8_probe_cosine(folder, reference)
+            worst = _probe_cosine(folder, reference, ONNX_INT8)
         except OnnxExportError:
             raise
         except OnnxUnusable as exc:
@@ -632,11 +628,9 @@ def export_onnx(
         "files": {},
     }
     try:
-        embedder = OnnxEmbedder(folder.name, folder, backend=ONNX)
-        worst_fp32 = float(probe_cosines(embedder, section["reference"]).min())
+        worst_fp32 = _probe_cosine(folder, section["reference"], ONNX)
     except OnnxUnusable as exc:
         raise OnnxExportError(f"the exported {ONNX} model does not load: {exc}") from exc
-    del embedder
     if worst_fp32 < MIN_COSINE[ONNX]:
         raise OnnxExportError(
             f"the exported {ONNX} model differs from torch: probe cosine {worst_fp32:.6f} "
