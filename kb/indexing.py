@@ -205,15 +205,20 @@ class IndexManager:
             raise IndexNotReady("the search index is not loaded yet")
         return index
 
+    def _load_saved(self) -> tuple[HybridIndex, Manifest]:
+        """The saved index if it was built with this model and index recipe; IndexUnusable
+        otherwise (none saved, damaged, another model or recipe)."""
+        return self.store.load(
+            self.embedder,
+            self.tokenizer,
+            recipe=self.recipe.key(self.tokenizer.name),
+            fusion=self.fusion,
+        )
+
     def open(self, factory: sessionmaker[Session]) -> str:
         """Load the saved index (or rebuild it) and catch up with the change feed."""
         try:
-            index, manifest = self.store.load(
-                self.embedder,
-                self.tokenizer,
-                recipe=self.recipe.key(self.tokenizer.name),
-                fusion=self.fusion,
-            )
+            index, manifest = self._load_saved()
         except IndexUnusable as exc:
             log.info("rebuilding the index: %s", exc)
             self.rebuild(factory)
@@ -228,7 +233,7 @@ class IndexManager:
         applied = self.sync(factory)
         return f"loaded generation {manifest.generation}, applied {applied} changes"
 
-    def _remember_passages(self, index: HybridIndex) -> None:
+    def _remember_passages(self, index: HybridIndex) -> int:
         """Hand the loaded index's vectors to the passage cache, as a build in this process
         would have left them there: texts it already holds (an edited article's unchanged
         phrasings, a translation proposal's articles) are then not embedded again. The store
@@ -236,10 +241,26 @@ class IndexManager:
         the name, their vectors agree within the cosine checked at load)."""
         cache = passage_cache_of(self.embedder)
         if cache is None:
-            return
+            return 0
         texts, vectors = index.passages()
         added = cache.remember_passages(texts, vectors)
         log.info("passage cache: %d vectors taken from the saved index", added)
+        return added
+
+    def reuse_saved_vectors(self) -> int:
+        """Before a full rebuild (`faqloop reindex`): hand the saved index's vectors to the
+        passage cache, so the rebuild embeds only texts that are new or changed since it was
+        saved; returns how many vectors were taken. 0 when this process has loaded an index
+        already (its vectors are in the cache), or when the saved one cannot be loaded: none,
+        damaged, or built with another model or index recipe (then everything is embedded)."""
+        if self._index is not None:
+            return 0
+        try:
+            index, _ = self._load_saved()
+        except IndexUnusable as exc:
+            log.info("reindex embeds every text: %s", exc)
+            return 0
+        return self._remember_passages(index)
 
     def rebuild(self, factory: sessionmaker[Session]) -> Manifest:
         """Build a complete index from the database aside, save it, then swap it in."""

@@ -48,8 +48,19 @@ def register(app: typer.Typer) -> None:
                 help="Keep a valid saved index and only apply recent changes; rebuild otherwise.",
             ),
         ] = False,
+        re_embed: Annotated[
+            bool,
+            typer.Option(
+                "--re-embed",
+                help="Embed every text again instead of taking unchanged texts' vectors "
+                "from the saved index.",
+            ),
+        ] = False,
     ) -> None:
-        """Rebuild the search index from the database and save it as a new generation."""
+        """Rebuild the search index from the database and save it as a new generation.
+
+        Texts the saved index holds (built with the same model and index recipe) keep their
+        vectors, so only new or changed texts are embedded; --re-embed embeds them all."""
         s = settings()
         services = load_services(s)
         try:
@@ -61,10 +72,12 @@ def register(app: typer.Typer) -> None:
                     f"{info['texts']} texts, model {info['model']} ({outcome})"
                 )
                 return
+            reused = 0 if re_embed else services.index.reuse_saved_vectors()
             manifest = services.index.rebuild(services.session_factory)
         finally:
             services.close()
         typer.echo(
             f"index generation {manifest.generation}: {manifest.entries} entries, "
             f"{manifest.docs} texts, model {manifest.model}"
+            + (f" ({reused} vectors taken from the saved index)" if reused else "")
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -98,6 +99,27 @@ def test_reindex_and_suggest_print_ranked_candidates(env: dict[str, str]) -> Non
     assert r.returncode == 2 and "lang must be one of" in r.stderr
     r = run(env, "reindex", "--if-needed")
     assert r.returncode == 0 and "loaded generation 1" in r.stdout
+
+
+def test_reindex_takes_the_saved_vectors_unless_told_to_re_embed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    content = tmp_path / "content"
+    (content / "en").mkdir(parents=True)
+    shutil.copy(CONTENT_DIR / "categories.yaml", content)
+    shutil.copy(CONTENT_DIR / "en" / "5g-not-showing.md", content / "en")
+    assert run(env, "load-content", str(content)).returncode == 0
+    first = run(env, "reindex")
+    assert first.returncode == 0, first.stderr
+    texts = re.search(r"index generation 1: 1 entries, (\d+) texts", first.stdout)
+    assert texts and "taken from the saved index" not in first.stdout
+    again = run(env, "reindex")
+    assert again.returncode == 0, again.stderr
+    assert "index generation 2" in again.stdout
+    assert f"({texts[1]} vectors taken from the saved index)" in again.stdout
+    fresh = run(env, "reindex", "--re-embed")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "index generation 3" in fresh.stdout and "taken from" not in fresh.stdout
 
 
 def test_invalid_configuration_is_a_clear_error(env: dict[str, str]) -> None:

@@ -25,6 +25,23 @@ def _manager(embedder: CachedEmbedder, root: Path) -> IndexManager:
     return IndexManager(embedder=embedder, tokenizer=Tokenizer(), index_dir=root / "index")
 
 
+def _counting(embedder: CachedEmbedder) -> tuple[CachedEmbedder, list[str]]:
+    """The model under a fresh, empty passage cache, and the passages it is asked to embed."""
+    asked: list[str] = []
+
+    class Counting:
+        name, dim = embedder.name, embedder.dim
+
+        def encode_queries(self, texts: list[str]) -> Any:
+            return embedder.encode_queries(texts)
+
+        def encode_passages(self, texts: list[str]) -> Any:
+            asked.extend(texts)
+            return embedder.encode_passages(texts)
+
+    return CachedEmbedder(Counting()), asked
+
+
 def _top(manager: IndexManager, text: str, language: str = "en") -> int:
     return manager.search(text, k=1, language=language).hits[0].entry_id
 
@@ -234,19 +251,7 @@ def test_a_loaded_index_fills_the_passage_cache(
     """A process that loads the saved index (a restart, another replica) takes its vectors
     into the passage cache, as one that built it has them: indexed texts are not embedded
     again (an edited article's unchanged phrasings, a draft page's translation proposals)."""
-    asked: list[str] = []
-
-    class Counting:  # the model under a fresh, empty cache; counts the texts it embeds
-        name, dim = embedder.name, embedder.dim
-
-        def encode_queries(self, texts: list[str]) -> Any:
-            return embedder.encode_queries(texts)
-
-        def encode_passages(self, texts: list[str]) -> Any:
-            asked.extend(texts)
-            return embedder.encode_passages(texts)
-
-    cold = CachedEmbedder(Counting())
+    cold, asked = _counting(embedder)
     again = IndexManager(embedder=cold, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
     assert again.open(session_factory).startswith("loaded generation 1")
     texts, vectors = again.index_or_raise().passages()
@@ -257,6 +262,62 @@ def test_a_loaded_index_fills_the_passage_cache(
     np.testing.assert_allclose(vectors[:5], embedder.encode_passages(texts[:5]), atol=1e-6)
     cold.encode_passages([texts[0], "a text no article holds"])
     assert asked == ["a text no article holds"]
+
+
+def test_a_full_rebuild_embeds_only_the_texts_the_saved_index_lacks(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """`faqloop reindex` in a new process: the saved generation's vectors go to the passage
+    cache first, so the rebuild embeds only a new article's texts, and its index holds the
+    model's own vectors of every text, as a rebuild that embeds everything does."""
+    saved_texts, _ = manager.index_or_raise().passages()
+    saved = len(set(saved_texts))
+    with session_scope(session_factory) as s:
+        faqs.create_entry(
+            s,
+            question="Can I pause my line for a month?",
+            answer="Yes: **My page** > Plan > Pause. Pausing is free for up to 3 months.",
+            category="plans",
+            language="en",
+            phrasings=["suspend my line temporarily"],
+        )
+    cold, asked = _counting(embedder)
+    again = IndexManager(embedder=cold, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    assert again.reuse_saved_vectors() == saved
+    manifest = again.rebuild(session_factory)
+    assert manifest.generation == 2 and manifest.docs > saved
+    texts, vectors = again.index_or_raise().passages()
+    assert len(texts) == manifest.docs
+    assert asked and sorted(asked) == sorted(set(texts) - set(saved_texts))
+    assert any("pause my line" in t for t in asked) and "suspend my line temporarily" in asked
+    np.testing.assert_allclose(vectors, embedder.encode_passages(texts), atol=1e-6)
+    # Once loaded, a process's vectors are in its cache already: nothing more to take.
+    assert again.reuse_saved_vectors() == 0
+
+
+def test_a_full_rebuild_embeds_everything_when_the_saved_index_is_unusable(
+    manager: IndexManager,
+    embedder: CachedEmbedder,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    docs = tmp_path / "index" / "gen-00000001" / "docs.jsonl"
+    docs.write_text(docs.read_text()[:-50])
+    cold, asked = _counting(embedder)
+    again = IndexManager(embedder=cold, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    assert again.reuse_saved_vectors() == 0
+    manifest = again.rebuild(session_factory)
+    texts, _ = again.index_or_raise().passages()
+    assert manifest.docs == manager.describe()["texts"]
+    assert sorted(asked) == sorted(set(texts))
+    # A saved index of another model gives none of its vectors either.
+    cold, asked = _counting(embedder)
+    cold.name = "another-model"
+    foreign = IndexManager(embedder=cold, tokenizer=Tokenizer(), index_dir=tmp_path / "index")
+    assert foreign.reuse_saved_vectors() == 0
 
 
 def test_stored_vectors_are_read_back_by_id() -> None:
